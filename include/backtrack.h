@@ -1,0 +1,438 @@
+/*
+ * backtrack.h -- sampling strategies that can undo the tokens they just generated.
+ *
+ * This header is the documentation of the library. Read it top to bottom:
+ *
+ *   1. Status codes, errors and logging.
+ *   2. Candidates: the per-token set of tokens a sampler draws from.
+ *   3. Providers: model backends (llama.cpp, a scripted one for tests, or yours).
+ *   4. Strategies: the rules that look at each token and may rewind.
+ *   5. The sampler: the generation loop that ties them together.
+ *   6. Built-in providers and strategies.
+ *
+ * Ownership is written next to each prototype. Objects are opaque unless a struct is
+ * shown here; every *_init has a matching *_free, and every params struct has a
+ * *_default_params() function whose values are the documented defaults.
+ *
+ * Thread safety: objects are not thread-safe; use one sampler per thread. The last-error
+ * message (bt_last_error) is per thread.
+ */
+#ifndef BACKTRACK_H
+#define BACKTRACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BT_VERSION "0.1.0"
+
+typedef int32_t bt_token;
+
+/* ==========================================================================
+ * 1. Status codes, errors and logging
+ * ========================================================================== */
+
+/* Every function that can fail returns one of these (0 on success). A failing call also
+ * sets a one-line message for the calling thread, readable with bt_last_error(). */
+enum bt_status {
+    BT_OK                = 0,
+    BT_ERR_INVALID_ARG   = -1, /* a parameter is NULL, NaN or out of range       */
+    BT_ERR_NOMEM         = -2, /* an allocation failed                            */
+    BT_ERR_IO            = -3, /* a file is missing, unreadable or a directory    */
+    BT_ERR_MODEL         = -4, /* the file is not a model the backend can load    */
+    BT_ERR_PROVIDER      = -5, /* the backend failed to evaluate or rewind        */
+    BT_ERR_CONTEXT_FULL  = -6, /* the prompt or the text no longer fits n_ctx     */
+    BT_ERR_UTF8          = -7, /* text that must be UTF-8 is not                  */
+    BT_ERR_STRATEGY      = -8, /* a strategy reported a failure                   */
+    BT_ERR_UNSUPPORTED   = -9, /* the backend cannot do this (e.g. partial rewind) */
+    BT_ERR_PARSE         = -10 /* a phrase list, option or number cannot be parsed */
+};
+
+/* The name of a status code ("BT_ERR_IO"), never NULL. */
+const char *bt_status_name(int status);
+
+/* The message of the last failing call on this thread ("" if none). The pointer stays
+ * valid until the next failing call on this thread. */
+const char *bt_last_error(void);
+
+enum bt_log_level { BT_LOG_DEBUG = 0, BT_LOG_INFO = 1, BT_LOG_WARN = 2, BT_LOG_ERROR = 3 };
+
+/* Receives every line the library wants to show (it never prints by itself). `msg` has
+ * no trailing newline and is valid only during the call. */
+typedef void (*bt_log_fn)(void *user, int level, const char *msg);
+
+/* Install the process-wide log callback (NULL: silence, the default). */
+void bt_log_set(bt_log_fn fn, void *user);
+
+/* ==========================================================================
+ * 2. Candidates
+ *
+ * At every step the sampler turns the model's logits into a candidate list: the tokens
+ * that survived the filters (min_p, top_k, top_p), with their logit and probability.
+ * The list is a compact array, not the whole vocabulary, so the per-token work stays
+ * proportional to the vocabulary (one pass), never to its sorted order.
+ *
+ * Order: after the filters, the list is in descending order of probability for its
+ * first `n_sorted` entries; the rest (only when no filter limited the list) are in no
+ * particular order. bt_candidates_sort_top() sorts as many as a strategy needs.
+ *
+ * A strategy may read and change the probability of ANY token, even one the filters
+ * dropped: bt_candidates_set_p() appends it. Probabilities need not sum to 1; the draw
+ * is proportional to them.
+ * ========================================================================== */
+
+typedef struct bt_candidate {
+    bt_token id;
+    float    logit; /* after temperature and strategies' on_logits; -INFINITY if appended */
+    float    p;     /* probability (softmax over the surviving candidates)                */
+} bt_candidate;
+
+typedef struct bt_candidates {
+    bt_candidate *data;     /* `n` entries                                              */
+    int32_t       n;
+    int32_t       n_sorted; /* data[0..n_sorted) is sorted by p, descending, and holds
+                               the most probable tokens                                  */
+    int32_t       n_vocab;  /* capacity: a token id is in [0, n_vocab)                   */
+    int32_t      *pos_;     /* private: pos_[id] = index in data, or -1                  */
+} bt_candidates;
+
+/* Probability of `id` in the list, 0 if absent or out of range. O(1). */
+float bt_candidates_get_p(const bt_candidates *c, bt_token id);
+
+/* Set the probability of `id` (p >= 0), appending it if absent. O(1).
+ * Returns BT_ERR_INVALID_ARG for an id outside the vocabulary or a negative/NaN p. */
+int bt_candidates_set_p(bt_candidates *c, bt_token id, float p);
+
+/* Make data[0..k) the k most probable candidates in descending order of p (partial
+ * selection: O(n + k log k)). Returns min(k, n). */
+int32_t bt_candidates_sort_top(bt_candidates *c, int32_t k);
+
+/* The number m of most probable candidates whose cumulative probability first reaches
+ * `mass` (at least 1 when n > 0), leaving data[0..m) sorted in descending order. `mass`
+ * is relative to the sum of all p. Expected O(n + m log m). */
+int32_t bt_candidates_top_mass(bt_candidates *c, float mass);
+
+/* ==========================================================================
+ * 3. Providers: model backends
+ *
+ * A provider holds one token sequence (the prompt plus the continuation) and returns the
+ * next-token logits after it. Implement bt_provider_i to add a backend; bt_provider_init
+ * wraps your vtable and context.
+ * ========================================================================== */
+
+typedef struct bt_provider bt_provider;
+
+/* What one eval call cost the model: how many positions it evaluated, from which. */
+typedef struct bt_eval_info {
+    int32_t n_evaluated; /* positions run through the model by this call (0 if reused) */
+    int32_t first_pos;   /* first position evaluated (meaningful when n_evaluated > 0) */
+} bt_eval_info;
+
+typedef struct bt_provider_i {
+    const char *name; /* required: "llama.cpp", "scripted", ... */
+
+    /* required: vocabulary size; token ids are in [0, n_vocab). */
+    int32_t (*n_vocab)(void *ctx);
+
+    /* required: the longest sequence (prompt + continuation) the provider can hold. */
+    int32_t (*n_ctx)(void *ctx);
+
+    /* required: tokenize `len` bytes of UTF-8 `text` into out[0..cap). add_special adds
+     * BOS (or what the model's metadata asks for); parse_special turns "<|...|>" text into
+     * special tokens. Sets *n_out to the number of tokens; if that exceeds cap, returns
+     * BT_ERR_INVALID_ARG with *n_out the size needed and nothing else valid. */
+    int (*tokenize)(void *ctx, const char *text, size_t len, bool add_special,
+                    bool parse_special, bt_token *out, int32_t cap, int32_t *n_out);
+
+    /* required: the bytes a token contributes to the text (special tokens: ""). The bytes
+     * stay owned by the provider and valid until it is freed. Not NUL-terminated. */
+    int (*token_text)(void *ctx, bt_token id, const char **bytes, size_t *len);
+
+    /* required: true if `id` ends the generation (EOS, EOT, ...). */
+    bool (*is_eog)(void *ctx, bt_token id);
+
+    /* required: make the provider's sequence equal seq[0..n) and return the logits
+     * (n_vocab floats) after position n-1. The caller guarantees that seq starts with the
+     * sequence the provider already holds, so only the new positions are evaluated. The
+     * logits stay owned by the provider, valid until its next eval, rewind or reset.
+     * `info` may be NULL. BT_ERR_CONTEXT_FULL when n > n_ctx. */
+    int (*eval)(void *ctx, const bt_token *seq, int32_t n, const float **logits,
+                bt_eval_info *info);
+
+    /* required: remove the last n positions of the held sequence (0 <= n <= held). */
+    int (*rewind)(void *ctx, int32_t n);
+
+    /* can be NULL: forget the held sequence (start of a new generation). */
+    void (*reset)(void *ctx);
+
+    /* can be NULL: free ctx and everything the provider owns. */
+    void (*free)(void *ctx);
+} bt_provider_i;
+
+struct bt_provider {
+    const bt_provider_i *iface; /* borrowed: usually a static const table */
+    void                *ctx;   /* owned: freed by iface->free            */
+};
+
+/* Wrap a vtable and its context. Returns NULL (and sets the last error) if a required slot
+ * is missing or memory runs out; ctx is NOT freed in that case. The result owns ctx. */
+bt_provider *bt_provider_init(const bt_provider_i *iface, void *ctx);
+
+/* Free the provider and its ctx. NULL is a no-op. */
+void bt_provider_free(bt_provider *p);
+
+/* Convenience wrappers over the vtable. */
+int32_t bt_provider_n_vocab(const bt_provider *p);
+int32_t bt_provider_n_ctx(const bt_provider *p);
+bool    bt_provider_is_eog(const bt_provider *p, bt_token id);
+int     bt_provider_token_text(const bt_provider *p, bt_token id, const char **bytes,
+                               size_t *len);
+
+/* Tokenize into a new array (*out owned by the caller, free() it). add_special and
+ * parse_special as in bt_provider_i.tokenize. Checks that text is valid UTF-8. */
+int bt_provider_tokenize(bt_provider *p, const char *text, size_t len, bool add_special,
+                         bool parse_special, bt_token **out, int32_t *n_out);
+
+/* ==========================================================================
+ * 4. Strategies
+ *
+ * A strategy mirrors the original BaseStrategy. At each step the sampler calls, in
+ * order: on_logits (change scores), on_probs (change probabilities), then, after the draw,
+ * on_next_token, backtrack (how many tokens to undo) and keep_index (how many tokens are
+ * final and may be released to the caller). Every slot but `name` can be NULL.
+ *
+ * To write one: fill a static bt_strategy_i, keep your state in a struct, and return
+ * bt_strategy_init(&iface, state). See src/strategies/debug.c for a 60-line example.
+ * ========================================================================== */
+
+typedef struct bt_strategy bt_strategy;
+
+/* What a strategy sees of the generation. Valid only during the callback. */
+typedef struct bt_view {
+    const bt_token *tokens;     /* the continuation so far (prompt excluded)             */
+    int32_t         n_tokens;
+    const bt_token *prompt;     /* the prompt tokens                                      */
+    int32_t         n_prompt;
+    int32_t         n_released; /* tokens already delivered to the caller: never undone   */
+    int32_t         max_tokens; /* n_tokens never exceeds this in this generation         */
+    int32_t         n_vocab;
+    bt_provider    *provider;   /* for token_text / tokenize / is_eog                    */
+} bt_view;
+
+typedef struct bt_strategy_i {
+    const char *name; /* required: shown in logs */
+
+    /* can be NULL. Called once before the first step of every generation; the place to
+     * allocate per-position state (v->max_tokens bounds it). Non-zero aborts generation. */
+    int (*begin)(bt_strategy *s, const bt_view *v);
+
+    /* can be NULL. Change the full logit vector (v->n_vocab floats, temperature already
+     * applied) for the next token. Set a token to -INFINITY to ban it here. */
+    void (*on_logits)(bt_strategy *s, const bt_view *v, float *logits);
+
+    /* can be NULL. Change the candidates' probabilities after the filters and softmax. */
+    void (*on_probs)(bt_strategy *s, const bt_view *v, bt_candidates *c);
+
+    /* can be NULL. The drawn token is v->tokens[v->n_tokens - 1]; `c` is what it was
+     * drawn from. */
+    void (*on_next_token)(bt_strategy *s, const bt_view *v, const bt_candidates *c);
+
+    /* can be NULL (never rewinds). Returns how many tokens to remove from the end of the
+     * continuation, 0 for none. The sampler clamps it to the unreleased tokens. A strategy
+     * must also cope with the continuation shrinking when another strategy of a chain
+     * rewinds: compare v->n_tokens with what it last saw. */
+    int32_t (*backtrack)(bt_strategy *s, const bt_view *v);
+
+    /* can be NULL (everything is final at once). The number of leading continuation tokens
+     * that can no longer be undone; the sampler releases them. Clamped to
+     * [n_released, n_tokens]. */
+    int32_t (*keep_index)(bt_strategy *s, const bt_view *v);
+
+    /* can be NULL. Called after every generation; forget per-generation state. */
+    void (*reset)(bt_strategy *s);
+
+    /* can be NULL. Free the strategy's state (ctx). */
+    void (*free)(bt_strategy *s);
+} bt_strategy_i;
+
+struct bt_strategy {
+    const bt_strategy_i *iface; /* borrowed */
+    void                *ctx;   /* owned: freed by iface->free */
+};
+
+/* Wrap a vtable and its state. NULL on a missing name or out of memory (ctx not freed).
+ * The result owns ctx. */
+bt_strategy *bt_strategy_init(const bt_strategy_i *iface, void *ctx);
+
+/* Free the strategy and its state. NULL is a no-op. */
+void bt_strategy_free(bt_strategy *s);
+
+/* ==========================================================================
+ * 5. The sampler
+ *
+ * The loop, per step (see docs in README.md, "How the loop works"):
+ *   logits = provider.eval(prompt + continuation)      only new positions are evaluated
+ *   logits /= max(temperature, 1e-4); strategy.on_logits
+ *   filters min_p, top_k, top_p; softmax; strategy.on_probs
+ *   draw (seeded); strategy.on_next_token
+ *   n = strategy.backtrack -> provider.rewind(n)       the prompt is never evaluated again
+ *   release tokens before strategy.keep_index
+ *   stop on end-of-generation, max_new_tokens, max_length, the step cap or the caller.
+ * ========================================================================== */
+
+typedef struct bt_sampler bt_sampler;
+
+#define BT_SEED_RANDOM UINT64_MAX
+
+typedef struct bt_sampler_params {
+    float    temperature;    /* 1.0; >= 0 (0 is taken as 1e-4: near greedy)              */
+    int32_t  top_k;          /* 50 (HF's default); 0 disables                             */
+    float    top_p;          /* 1.0 (off); in (0, 1]                                      */
+    float    min_p;          /* 0.0 (off); in [0, 1]                                      */
+    uint64_t seed;           /* BT_SEED_RANDOM: from the clock (reported in the stats)    */
+    int32_t  max_new_tokens; /* 256; the continuation never grows longer; 0: no limit    */
+    int32_t  max_length;     /* 0 (n_ctx); prompt + continuation never grows longer      */
+    int64_t  max_steps;      /* 0: 8 * max_new_tokens + 64 (8 * n_ctx without max_new);
+                                hard cap on draws, so no strategy can loop for ever      */
+    bool     add_special;    /* true: add BOS etc. as the model's metadata asks          */
+    bool     parse_special;  /* true: "<|im_start|>"-style text in the prompt is special */
+} bt_sampler_params;
+
+bt_sampler_params bt_sampler_default_params(void);
+
+/* Why a generation ended. */
+enum bt_stop_reason {
+    BT_STOP_NONE = 0,
+    BT_STOP_EOG,            /* the model produced an end-of-generation token */
+    BT_STOP_MAX_NEW_TOKENS,
+    BT_STOP_MAX_LENGTH,     /* max_length or n_ctx reached                  */
+    BT_STOP_STEP_CAP,       /* max_steps draws done: a strategy kept rewinding */
+    BT_STOP_CALLER,         /* the release callback asked to stop           */
+    BT_STOP_ERROR           /* see the return code                          */
+};
+
+const char *bt_stop_reason_name(int reason);
+
+typedef struct bt_stats {
+    int32_t  n_prompt;             /* prompt tokens                                     */
+    int64_t  n_released;           /* tokens delivered to the caller                    */
+    int64_t  n_discarded;          /* tokens removed by rewinds                         */
+    int64_t  n_rewinds;            /* rewinds (backtracks that removed >= 1 token)      */
+    int64_t  n_steps;              /* draws                                             */
+    int64_t  n_evaluated;          /* positions the model evaluated (prompt included)  */
+    int64_t  n_eval_calls;         /* provider eval calls that ran the model            */
+    int64_t  n_prompt_reevaluated; /* prompt positions evaluated twice (always 0)       */
+    int64_t  n_dead_ends;          /* steps where strategies left no candidate: the
+                                      strategy-free distribution was used instead       */
+    int      stop_reason;          /* enum bt_stop_reason                               */
+    uint64_t seed;                 /* the seed actually used                            */
+    double   t_prompt_ms;          /* time to evaluate the prompt                       */
+    double   t_total_ms;           /* wall time of the whole generation                 */
+} bt_stats;
+
+/* Called for every released token, in order. `text` holds the bytes that became
+ * complete UTF-8 with this token (may be empty when a character spans tokens; invalid
+ * bytes come out as U+FFFD), valid only during the call. Return non-zero to stop. */
+typedef int (*bt_release_fn)(void *user, bt_token id, const char *text, size_t len);
+
+/* Create a sampler. Borrows `provider` and `strategy` (NULL: no strategy): both must
+ * outlive the sampler. Validates params. NULL on error (see bt_last_error). */
+bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
+                            const bt_sampler_params *params);
+
+/* Free the sampler (not the provider or strategy). NULL is a no-op. */
+void bt_sampler_free(bt_sampler *s);
+
+/* Generate from a UTF-8 prompt. `on_release` may be NULL. `stats` may be NULL; it is
+ * filled even on failure. Returns BT_OK when the generation ended normally (including
+ * BT_STOP_STEP_CAP and BT_STOP_CALLER, see stats->stop_reason), or an error code. Tokens
+ * released before an error were delivered. */
+int bt_generate(bt_sampler *s, const char *prompt, size_t prompt_len,
+                bt_release_fn on_release, void *user, bt_stats *stats);
+
+/* The same from prompt tokens (no tokenization). */
+int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
+                       bt_release_fn on_release, void *user, bt_stats *stats);
+
+/* ==========================================================================
+ * 6. Built-in providers and strategies
+ * ========================================================================== */
+
+/* ---- llama.cpp provider (src/providers/llama.c) ---- */
+
+typedef struct bt_llama_params {
+    const char *model_path;    /* required: a GGUF file                                  */
+    int32_t     n_ctx;         /* 0: the model's training context, at most 4096          */
+    int32_t     n_batch;       /* 512: prompt tokens per llama_decode                    */
+    int32_t     n_threads;     /* 0: the CPUs this process may run on                    */
+    int32_t     n_gpu_layers;  /* 0; -1 for all (needs a GPU build of llama.cpp)         */
+    int32_t     logits_window; /* 64: logits kept for the last positions, so a rewind of
+                                  up to this many tokens costs no model evaluation; a
+                                  deeper rewind re-decodes one token. 0: always re-decode */
+    bool        verbose;       /* false: llama.cpp's own log is silent                    */
+    const char *backend_dir;   /* NULL: $BT_GGML_BACKEND_DIR, else the folder libllama was
+                                  loaded from (the ggml CPU backends sit beside it)       */
+} bt_llama_params;
+
+bt_llama_params bt_llama_default_params(void);
+
+/* Load a model. NULL on error with a one-line reason in bt_last_error(): the file is
+ * missing, a directory, empty, not GGUF, truncated or otherwise unloadable. */
+bt_provider *bt_llama_provider_init(const bt_llama_params *params);
+
+/* Wrap `user_text` as a single user message with the model's own chat template and the
+ * assistant prefix. *out is a new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED if
+ * the model has no chat template or `p` is not a llama.cpp provider. */
+int bt_llama_chat_prompt(bt_provider *p, const char *user_text, char **out);
+
+/* ---- scripted provider, for tests (src/providers/scripted.c) ----
+ * A tiny deterministic model: the logits come from a callback. Tokenization is greedy
+ * longest match over the token strings. */
+
+typedef void (*bt_scripted_logits_fn)(void *user, const bt_token *seq, int32_t n,
+                                      float *logits, int32_t n_vocab);
+
+typedef struct bt_scripted_params {
+    int32_t               n_vocab;   /* required                                         */
+    const char *const    *tokens;    /* required: n_vocab token strings ("" allowed)     */
+    bt_token              eos;       /* the end token; -1: none                          */
+    int32_t               n_ctx;     /* 4096                                             */
+    bt_scripted_logits_fn logits;    /* required                                         */
+    void                 *user;
+} bt_scripted_params;
+
+bt_scripted_params bt_scripted_default_params(void);
+
+/* Copies the token strings. NULL on invalid params. */
+bt_provider *bt_scripted_provider_init(const bt_scripted_params *params);
+
+/* ---- strategies (src/strategies/) ---- */
+
+/* Releases every token at once and never rewinds: plain sampling. */
+bt_strategy *bt_noop_strategy_init(void);
+
+/* The original's Debug: before each draw, logs the two most probable candidates and their
+ * probabilities (one line through `emit`, or the log callback at BT_LOG_INFO when NULL).
+ * Never rewinds. */
+typedef struct bt_debug_params {
+    void (*emit)(void *user, const char *line); /* NULL: bt_log at BT_LOG_INFO */
+    void *user;
+} bt_debug_params;
+
+bt_debug_params bt_debug_default_params(void);
+bt_strategy *bt_debug_strategy_init(const bt_debug_params *params);
+
+/* Chain: runs several strategies in list order; keep index is the minimum of all; when
+ * several would rewind at the same token only the first counts. Takes ownership of the
+ * n strategies (also on failure: they are freed). */
+bt_strategy *bt_chain_strategy_init(bt_strategy **strategies, int32_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BACKTRACK_H */

@@ -1,0 +1,77 @@
+/*
+ * internal.h -- private helpers shared by the library's files (prefix bt__).
+ * Nothing here is part of the public API.
+ */
+#ifndef BT_INTERNAL_H
+#define BT_INTERNAL_H
+
+#include "backtrack.h"
+
+#include <stdarg.h>
+
+/* ---- errors and logging (common.c) ---- */
+
+/* Set this thread's last-error message (printf-style) and return `status`, so that a
+ * failing path reads: return bt__fail(BT_ERR_IO, "cannot open %s", path); */
+int bt__fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Send one line to the log callback, if any. */
+void bt__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* True if a log callback is installed (to skip formatting work when nobody listens). */
+bool bt__log_enabled(void);
+
+/* Monotonic clock in milliseconds. */
+double bt__now_ms(void);
+
+/* ---- UTF-8 (utf8.c) ---- */
+
+/* True if s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool bt__utf8_valid(const char *s, size_t n);
+
+/* Length of the longest prefix of s[0..n) that does not end inside an incomplete but so
+ * far valid UTF-8 sequence (the bytes after it may still be completed by more input). */
+size_t bt__utf8_complete_prefix(const char *s, size_t n);
+
+/* Incremental decoder: feeds bytes, writes only complete characters to out, holds back an
+ * incomplete tail (at most 3 bytes), and replaces invalid bytes by U+FFFD. */
+typedef struct bt__utf8_stream {
+    char   pending[4];
+    size_t n_pending;
+} bt__utf8_stream;
+
+/* Feed n bytes. `out` must hold 3 * (n + 3) bytes. Returns the bytes written. */
+size_t bt__utf8_feed(bt__utf8_stream *st, const char *in, size_t n, char *out);
+
+/* Flush the held tail at the end of the text (each held byte becomes U+FFFD). `out` must
+ * hold 9 bytes. Returns the bytes written. */
+size_t bt__utf8_flush(bt__utf8_stream *st, char *out);
+
+/* ---- candidates and filters (candidates.c) ---- */
+
+/* Allocate the candidate list for a vocabulary (capacity n_vocab, pos_ all -1). */
+int  bt__candidates_alloc(bt_candidates *c, int32_t n_vocab);
+void bt__candidates_release(bt_candidates *c);
+
+/* Empty the list in O(n) (resets pos_ only for the entries present). */
+void bt__candidates_clear(bt_candidates *c);
+
+/* Build the candidate list from logits[0..n_vocab): keep the finite ones whose
+ * probability is >= min_p * max probability, then the top_k largest (0: all), then the
+ * smallest most-probable set whose cumulative probability reaches top_p (1: all); set p to
+ * the softmax over the survivors. Returns the number of candidates (0 if every logit is
+ * -inf or NaN). O(n_vocab + k log k); never sorts the whole vocabulary. */
+int32_t bt__candidates_filter(bt_candidates *c, const float *logits, int32_t top_k,
+                              float top_p, float min_p);
+
+/* Index into c->data of the drawn candidate for a uniform u in [0,1): proportional to p
+ * (negative or NaN p count as 0; an infinite p wins). -1 if the total is 0. Pure. */
+int32_t bt__candidates_draw(const bt_candidates *c, double u);
+
+/* ---- random numbers (rng.c-style, in sampler.c) ---- */
+
+typedef struct bt__rng { uint64_t s[4]; } bt__rng;
+void   bt__rng_seed(bt__rng *r, uint64_t seed);
+double bt__rng_uniform(bt__rng *r); /* [0, 1), 53 bits */
+
+#endif /* BT_INTERNAL_H */

@@ -1,0 +1,408 @@
+/*
+ * sampler.c -- the generation loop: evaluate, filter, ask the strategy, draw, rewind,
+ * release. Everything it needs per token is allocated once per sampler (vocabulary-sized
+ * buffers) or once per generation (the continuation); the loop itself allocates nothing.
+ */
+#include "internal.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct bt_sampler {
+    bt_provider      *provider;  /* borrowed */
+    bt_strategy      *strategy;  /* borrowed, may be NULL */
+    bt_sampler_params params;
+    int32_t           n_vocab;
+    float            *logits;    /* n_vocab: working copy the strategy may change */
+    bt_candidates     cands;
+    char             *textbuf;   /* release text: 3 * (longest token + 3) bytes  */
+    size_t            max_token_len;
+    bt__rng           rng;
+};
+
+/* ==== Random numbers: xoshiro256** seeded by splitmix64 ================== */
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void bt__rng_seed(bt__rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+double bt__rng_uniform(bt__rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return (double)(result >> 11) * 0x1.0p-53;
+}
+
+/* ==== Parameters ========================================================= */
+
+bt_sampler_params bt_sampler_default_params(void) {
+    return (bt_sampler_params){
+        .temperature = 1.0f,
+        .top_k = 50,
+        .top_p = 1.0f,
+        .min_p = 0.0f,
+        .seed = BT_SEED_RANDOM,
+        .max_new_tokens = 256,
+        .max_length = 0,
+        .max_steps = 0,
+        .add_special = true,
+        .parse_special = true,
+    };
+}
+
+static int check_params(const bt_sampler_params *p) {
+    if (!(p->temperature >= 0.0f) || isinf(p->temperature))
+        return bt__fail(BT_ERR_INVALID_ARG, "temperature must be a finite number >= 0");
+    if (p->top_k < 0) return bt__fail(BT_ERR_INVALID_ARG, "top_k must be >= 0");
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
+        return bt__fail(BT_ERR_INVALID_ARG, "top_p must be in (0, 1]");
+    if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
+        return bt__fail(BT_ERR_INVALID_ARG, "min_p must be in [0, 1]");
+    if (p->max_new_tokens < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_new_tokens must be >= 0");
+    if (p->max_length < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_length must be >= 0");
+    if (p->max_steps < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_steps must be >= 0");
+    return BT_OK;
+}
+
+/* ==== Life cycle ========================================================= */
+
+bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
+                            const bt_sampler_params *params) {
+    if (!provider) {
+        bt__fail(BT_ERR_INVALID_ARG, "sampler needs a provider");
+        return NULL;
+    }
+    bt_sampler_params p = params ? *params : bt_sampler_default_params();
+    if (check_params(&p) != BT_OK) return NULL;
+    int32_t nv = bt_provider_n_vocab(provider);
+    if (nv <= 0) {
+        bt__fail(BT_ERR_PROVIDER, "provider reports an empty vocabulary");
+        return NULL;
+    }
+    bt_sampler *s = calloc(1, sizeof *s);
+    if (!s) {
+        bt__fail(BT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    s->provider = provider;
+    s->strategy = strategy;
+    s->params = p;
+    s->n_vocab = nv;
+    /* The longest token decides the size of the release text buffer. */
+    for (bt_token t = 0; t < nv; t++) {
+        const char *b;
+        size_t len;
+        if (provider->iface->token_text(provider->ctx, t, &b, &len) == BT_OK &&
+            len > s->max_token_len)
+            s->max_token_len = len;
+    }
+    s->logits = malloc((size_t)nv * sizeof *s->logits);
+    s->textbuf = malloc(3 * (s->max_token_len + 3) + 16);
+    if (!s->logits || !s->textbuf || bt__candidates_alloc(&s->cands, nv) != BT_OK) {
+        bt_sampler_free(s);
+        bt__fail(BT_ERR_NOMEM, "out of memory for a vocabulary of %d", nv);
+        return NULL;
+    }
+    return s;
+}
+
+void bt_sampler_free(bt_sampler *s) {
+    if (!s) return;
+    free(s->logits);
+    free(s->textbuf);
+    bt__candidates_release(&s->cands);
+    free(s);
+}
+
+/* ==== One generation ===================================================== */
+
+/* Everything that lives for one generation. */
+typedef struct gen {
+    bt_sampler     *s;
+    bt_view         view;
+    bt_token       *seq;      /* prompt followed by the continuation */
+    int32_t         n_prompt;
+    int32_t         n_cont;   /* continuation length                 */
+    int32_t         max_cont; /* bound on n_cont                     */
+    bt__utf8_stream utf8;
+    bt_release_fn   on_release;
+    void           *user;
+    bt_stats       *st;
+    bool            stopped_by_caller;
+} gen;
+
+static void refresh_view(gen *g) {
+    g->view.tokens = g->seq + g->n_prompt;
+    g->view.n_tokens = g->n_cont;
+}
+
+/* Deliver continuation tokens [n_released, upto) to the caller. */
+static void release_upto(gen *g, int32_t upto) {
+    bt_sampler *s = g->s;
+    while (g->view.n_released < upto) {
+        bt_token t = g->seq[g->n_prompt + g->view.n_released++];
+        g->st->n_released++;
+        if (g->stopped_by_caller || !g->on_release) continue;
+        const char *bytes = "";
+        size_t len = 0;
+        s->provider->iface->token_text(s->provider->ctx, t, &bytes, &len);
+        size_t w = bt__utf8_feed(&g->utf8, bytes, len, s->textbuf);
+        if (g->view.n_released == g->n_cont && upto == g->n_cont && g->st->stop_reason)
+            w += bt__utf8_flush(&g->utf8, s->textbuf + w);
+        if (g->on_release(g->user, t, s->textbuf, w) != 0) g->stopped_by_caller = true;
+    }
+}
+
+/* Release everything still held (end of generation), flushing any incomplete UTF-8. */
+static void release_all(gen *g, int reason) {
+    g->st->stop_reason = reason;
+    release_upto(g, g->n_cont);
+    if (g->utf8.n_pending && g->on_release && !g->stopped_by_caller) {
+        size_t w = bt__utf8_flush(&g->utf8, g->s->textbuf);
+        g->on_release(g->user, -1, g->s->textbuf, w);
+    }
+}
+
+/* Ask the provider for the logits after the current sequence; count what it cost. */
+static int eval(gen *g, const float **logits) {
+    bt_provider *p = g->s->provider;
+    bt_eval_info info = {0, 0};
+    int rc = p->iface->eval(p->ctx, g->seq, g->n_prompt + g->n_cont, logits, &info);
+    if (rc != BT_OK) return rc;
+    if (info.n_evaluated > 0) {
+        g->st->n_evaluated += info.n_evaluated;
+        g->st->n_eval_calls++;
+        if (g->st->n_steps > 0 && info.first_pos < g->n_prompt) {
+            int32_t end = info.first_pos + info.n_evaluated;
+            g->st->n_prompt_reevaluated += (end < g->n_prompt ? end : g->n_prompt) - info.first_pos;
+        }
+    }
+    return BT_OK;
+}
+
+/* Copy the model's logits, applying temperature, then let the strategy change them. */
+static void prepare_logits(gen *g, const float *raw) {
+    bt_sampler *s = g->s;
+    float inv_t = 1.0f / fmaxf(s->params.temperature, 1e-4f);
+    for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
+    if (s->strategy && s->strategy->iface->on_logits)
+        s->strategy->iface->on_logits(s->strategy, &g->view, s->logits);
+}
+
+/* One draw: filters, on_probs, the seeded pick. Returns the token, or -1 if nothing can
+ * be drawn even from the model's own distribution (all logits NaN or -inf). */
+static bt_token draw(gen *g, const float *raw) {
+    bt_sampler *s = g->s;
+    const bt_sampler_params *P = &s->params;
+    bt_candidates *c = &s->cands;
+    double u = bt__rng_uniform(&s->rng); /* one number per step, whatever happens */
+
+    if (bt__candidates_filter(c, s->logits, P->top_k, P->top_p, P->min_p) > 0 &&
+        s->strategy && s->strategy->iface->on_probs)
+        s->strategy->iface->on_probs(s->strategy, &g->view, c);
+    int32_t i = bt__candidates_draw(c, u);
+    if (i >= 0) return c->data[i].id;
+
+    /* Dead end: the strategy left nothing to draw. Fall back to the model's own
+     * distribution (temperature and filters, no strategy) so generation goes on. */
+    g->st->n_dead_ends++;
+    bt__log(BT_LOG_WARN, "dead end at token %d: no candidate left, using the model's "
+                         "distribution", g->n_cont);
+    float inv_t = 1.0f / fmaxf(P->temperature, 1e-4f);
+    for (int32_t k = 0; k < s->n_vocab; k++) s->logits[k] = raw[k] * inv_t;
+    if (bt__candidates_filter(c, s->logits, P->top_k, P->top_p, P->min_p) == 0) return -1;
+    i = bt__candidates_draw(c, u);
+    return i >= 0 ? c->data[i].id : -1;
+}
+
+/* Apply the strategy's backtrack: remove n tokens (clamped to unreleased ones). */
+static int apply_backtrack(gen *g) {
+    bt_strategy *st = g->s->strategy;
+    if (!st || !st->iface->backtrack) return BT_OK;
+    int32_t n = st->iface->backtrack(st, &g->view);
+    int32_t held = g->n_cont - g->view.n_released;
+    if (n > held) {
+        bt__log(BT_LOG_WARN, "%s asked to undo %d tokens, only %d are unreleased",
+                st->iface->name, n, held);
+        n = held;
+    }
+    if (n <= 0) return BT_OK;
+    int rc = g->s->provider->iface->rewind(g->s->provider->ctx, n);
+    if (rc != BT_OK) return rc;
+    g->n_cont -= n;
+    g->st->n_discarded += n;
+    g->st->n_rewinds++;
+    refresh_view(g);
+    return BT_OK;
+}
+
+static int32_t keep_index(gen *g) {
+    bt_strategy *st = g->s->strategy;
+    int32_t k = (st && st->iface->keep_index) ? st->iface->keep_index(st, &g->view) : g->n_cont;
+    if (k < g->view.n_released) k = g->view.n_released;
+    if (k > g->n_cont) k = g->n_cont;
+    return k;
+}
+
+/* The loop of reference-semantics.md, step by step. */
+static int run(gen *g) {
+    bt_sampler *s = g->s;
+    const bt_sampler_params *P = &s->params;
+    bt_provider *prov = s->provider;
+    bt_strategy *strat = s->strategy;
+    int32_t max_total = P->max_length > 0 ? P->max_length : INT32_MAX;
+    int64_t max_steps = P->max_steps;
+    if (max_steps == 0)
+        max_steps = 8 * (int64_t)(P->max_new_tokens > 0 ? P->max_new_tokens : g->max_cont) + 64;
+
+    for (;;) {
+        int32_t total = g->n_prompt + g->n_cont;
+        if (P->max_new_tokens > 0 && g->n_cont >= P->max_new_tokens) {
+            release_all(g, BT_STOP_MAX_NEW_TOKENS);
+            return BT_OK;
+        }
+        if (total >= max_total) {
+            release_all(g, BT_STOP_MAX_LENGTH);
+            return BT_OK;
+        }
+        if (g->n_cont >= g->max_cont) {
+            release_all(g, BT_STOP_ERROR);
+            return bt__fail(BT_ERR_CONTEXT_FULL,
+                            "context full: %d tokens (prompt %d) fill n_ctx = %d; raise -c",
+                            total, g->n_prompt, bt_provider_n_ctx(prov));
+        }
+        if (g->st->n_steps >= max_steps) {
+            bt__log(BT_LOG_WARN, "step cap of %lld draws reached; ending generation",
+                    (long long)max_steps);
+            release_all(g, BT_STOP_STEP_CAP);
+            return BT_OK;
+        }
+
+        const float *raw = NULL;
+        int rc = eval(g, &raw);
+        if (rc != BT_OK) {
+            release_all(g, BT_STOP_ERROR);
+            return rc;
+        }
+        prepare_logits(g, raw);
+        bt_token next = draw(g, raw);
+        if (next < 0) {
+            release_all(g, BT_STOP_ERROR);
+            return bt__fail(BT_ERR_PROVIDER, "the model's logits are all NaN or -inf");
+        }
+        g->st->n_steps++;
+        g->seq[g->n_prompt + g->n_cont++] = next;
+        refresh_view(g);
+        if (strat && strat->iface->on_next_token)
+            strat->iface->on_next_token(strat, &g->view, &s->cands);
+
+        if ((rc = apply_backtrack(g)) != BT_OK) {
+            release_all(g, BT_STOP_ERROR);
+            return rc;
+        }
+        release_upto(g, keep_index(g));
+        if (g->stopped_by_caller) {
+            g->st->stop_reason = BT_STOP_CALLER;
+            return BT_OK;
+        }
+        /* Stop on end-of-generation only if the strategy kept that token. */
+        if (g->n_cont > 0 && g->view.tokens[g->n_cont - 1] == next &&
+            bt_provider_is_eog(prov, next)) {
+            release_all(g, BT_STOP_EOG);
+            return BT_OK;
+        }
+    }
+}
+
+int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
+                       bt_release_fn on_release, void *user, bt_stats *stats) {
+    bt_stats local;
+    bt_stats *st = stats ? stats : &local;
+    memset(st, 0, sizeof *st);
+    if (!s || (!prompt && n_prompt > 0) || n_prompt < 0)
+        return bt__fail(BT_ERR_INVALID_ARG, "bt_generate: bad arguments");
+    if (n_prompt == 0) return bt__fail(BT_ERR_INVALID_ARG, "the prompt is empty");
+    double t0 = bt__now_ms();
+    bt_provider *prov = s->provider;
+    int32_t n_ctx = bt_provider_n_ctx(prov);
+    for (int32_t i = 0; i < n_prompt; i++)
+        if (prompt[i] < 0 || prompt[i] >= s->n_vocab)
+            return bt__fail(BT_ERR_INVALID_ARG, "prompt token %d is outside the vocabulary",
+                            prompt[i]);
+    if (n_prompt >= n_ctx)
+        return bt__fail(BT_ERR_CONTEXT_FULL,
+                        "prompt is %d tokens, the context holds %d: no room to generate",
+                        n_prompt, n_ctx);
+
+    st->n_prompt = n_prompt;
+    st->seed = s->params.seed;
+    if (st->seed == BT_SEED_RANDOM) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        st->seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec;
+        if (st->seed == BT_SEED_RANDOM) st->seed = 0;
+    }
+    bt__rng_seed(&s->rng, st->seed);
+
+    gen g = {.s = s, .n_prompt = n_prompt, .on_release = on_release, .user = user, .st = st};
+    g.max_cont = n_ctx - n_prompt; /* reaching it means "context full" */
+    g.seq = malloc((size_t)n_ctx * sizeof *g.seq);
+    if (!g.seq) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    memcpy(g.seq, prompt, (size_t)n_prompt * sizeof *prompt);
+    g.view = (bt_view){.prompt = g.seq, .n_prompt = n_prompt, .max_tokens = n_ctx - n_prompt,
+                       .n_vocab = s->n_vocab, .provider = prov};
+    refresh_view(&g);
+
+    if (prov->iface->reset) prov->iface->reset(prov->ctx);
+    int rc = BT_OK;
+    bt_strategy *strat = s->strategy;
+    if (strat && strat->iface->begin && (rc = strat->iface->begin(strat, &g.view)) != BT_OK) {
+        if (bt_last_error()[0] == 0) bt__fail(rc, "strategy %s failed to start", strat->iface->name);
+        st->stop_reason = BT_STOP_ERROR;
+    } else {
+        /* Evaluate the prompt once, up front, so its cost is measured on its own. */
+        const float *raw;
+        double tp = bt__now_ms();
+        rc = eval(&g, &raw);
+        st->t_prompt_ms = bt__now_ms() - tp;
+        if (rc == BT_OK) rc = run(&g);
+        else st->stop_reason = BT_STOP_ERROR;
+    }
+    if (strat && strat->iface->reset) strat->iface->reset(strat);
+    if (prov->iface->reset) prov->iface->reset(prov->ctx);
+    free(g.seq);
+    st->t_total_ms = bt__now_ms() - t0;
+    return rc;
+}
+
+int bt_generate(bt_sampler *s, const char *prompt, size_t prompt_len,
+                bt_release_fn on_release, void *user, bt_stats *stats) {
+    if (stats) memset(stats, 0, sizeof *stats);
+    if (!s || !prompt) return bt__fail(BT_ERR_INVALID_ARG, "bt_generate: bad arguments");
+    if (prompt_len == 0) return bt__fail(BT_ERR_INVALID_ARG, "the prompt is empty");
+    bt_token *toks = NULL;
+    int32_t n = 0;
+    int rc = bt_provider_tokenize(s->provider, prompt, prompt_len, s->params.add_special,
+                                  s->params.parse_special, &toks, &n);
+    if (rc != BT_OK) return rc;
+    rc = bt_generate_tokens(s, toks, n, on_release, user, stats);
+    free(toks);
+    return rc;
+}

@@ -1,0 +1,2 @@
+#include "check.h"
+int main(void){TEST_MAIN_END();}

@@ -1,0 +1,316 @@
+/*
+ * cli.c -- parsing of the `backtrack` command line and construction of strategies.
+ *
+ * Every strategy is described by a table row (name, options with kinds and ranges, and a
+ * create function). Adding a strategy to the CLI means adding one row: the parser,
+ * validation and the help text follow from it.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ==== Strategy table ====================================================== */
+
+typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_LIST, OPT_FLAG } opt_kind;
+
+typedef struct cli_opt_def {
+    const char *name; /* "--slop" */
+    opt_kind    kind;
+    double      min, max;
+    const char *help;
+} cli_opt_def;
+
+typedef struct cli_strategy_def {
+    const char        *name;
+    const char        *summary;
+    const cli_opt_def *opts; /* terminated by a NULL name */
+    /* Build the strategy from validated values (vals[i] belongs to opts[i]). */
+    bt_strategy *(*create)(const cli_value *vals, bt_provider *p);
+} cli_strategy_def;
+
+static bt_strategy *make_noop(const cli_value *v, bt_provider *p) {
+    (void)v, (void)p;
+    return bt_noop_strategy_init();
+}
+
+static bt_strategy *make_debug(const cli_value *v, bt_provider *p) {
+    (void)v, (void)p;
+    bt_debug_params dp = bt_debug_default_params();
+    return bt_debug_strategy_init(&dp);
+}
+
+static const cli_opt_def no_opts[] = {{NULL, 0, 0, 0, NULL}};
+
+static const cli_strategy_def strategy_defs[] = {
+    {"noop", "plain sampling: release every token at once, never rewind", no_opts, make_noop},
+    {"debug", "show the two most probable tokens and their probabilities before each pick",
+     no_opts, make_debug},
+};
+#define N_DEFS ((int)(sizeof strategy_defs / sizeof strategy_defs[0]))
+
+/* ==== Helpers ============================================================== */
+
+static int errf(char *err, size_t cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, cap, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Strict number parsing: the whole string, finite, within [min, max]. */
+static int parse_num(const char *s, double min, double max, bool integer, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v;
+    if (integer) {
+        long long l = strtoll(s, &end, 10);
+        v = (double)l;
+    } else {
+        v = strtod(s, &end);
+    }
+    if (errno || *end || !isfinite(v) || v < min || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static const cli_strategy_def *find_def(const char *name) {
+    for (int i = 0; i < N_DEFS; i++)
+        if (strcmp(strategy_defs[i].name, name) == 0) return &strategy_defs[i];
+    return NULL;
+}
+
+void cli_args_free(cli_args *a) {
+    for (int i = 0; i < a->n_specs; i++)
+        for (int j = 0; j < CLI_MAX_OPTS; j++) free(a->specs[i].vals[j].strs);
+    free(a->specs);
+    a->specs = NULL;
+    a->n_specs = 0;
+}
+
+/* ==== Parsing =============================================================== */
+
+typedef struct gopt {
+    const char *s, *l; /* short and long spelling */
+    opt_kind    kind;
+    double      min, max;
+    void       *dst;   /* int32_t*, float*, const char**, int* (flag) */
+} gopt;
+
+int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
+    memset(a, 0, sizeof *a);
+    bt_sampler_params sp = bt_sampler_default_params();
+    bt_llama_params lp = bt_llama_default_params();
+    a->n_predict = sp.max_new_tokens;
+    a->top_k = sp.top_k;
+    a->temp = sp.temperature;
+    a->top_p = sp.top_p;
+    a->min_p = sp.min_p;
+    a->seed = BT_SEED_RANDOM;
+    a->logits_window = lp.logits_window;
+    double seed_d = -1;
+    bool seed_set = false;
+
+    const gopt g[] = {
+        {"-m", "--model", OPT_STR, 0, 0, &a->model},
+        {"-p", "--prompt", OPT_STR, 0, 0, &a->prompt},
+        {"-f", "--file", OPT_STR, 0, 0, &a->prompt_file},
+        {"-n", "--n-predict", OPT_INT, 0, 1e9, &a->n_predict},
+        {"-c", "--ctx-size", OPT_INT, 0, 1 << 24, &a->n_ctx},
+        {"-t", "--threads", OPT_INT, 0, 1024, &a->n_threads},
+        {"-ngl", "--n-gpu-layers", OPT_INT, -1, 1e6, &a->n_gpu_layers},
+        {NULL, "--temp", OPT_FLOAT, 0, 1e6, &a->temp},
+        {NULL, "--top-k", OPT_INT, 0, 1e9, &a->top_k},
+        {NULL, "--top-p", OPT_FLOAT, 0, 1, &a->top_p},
+        {NULL, "--min-p", OPT_FLOAT, 0, 1, &a->min_p},
+        {NULL, "--logits-window", OPT_INT, 0, 4096, &a->logits_window},
+        {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat},
+        {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats},
+        {"-v", "--verbose", OPT_FLAG, 0, 0, &a->verbose},
+        {"-h", "--help", OPT_FLAG, 0, 0, &a->help},
+    };
+    const int ng = (int)(sizeof g / sizeof g[0]);
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = (i + 1 < argc) ? argv[i + 1] : NULL;
+
+        if (strcmp(arg, "-s") == 0 || strcmp(arg, "--strategy") == 0) {
+            if (!val) return errf(err, cap, "%s needs a strategy name", arg);
+            const cli_strategy_def *d = find_def(val);
+            if (!d) return errf(err, cap, "unknown strategy '%s' (see -h)", val);
+            cli_strategy_spec *ns = realloc(a->specs, (size_t)(a->n_specs + 1) * sizeof *ns);
+            if (!ns) return errf(err, cap, "out of memory");
+            a->specs = ns;
+            memset(&a->specs[a->n_specs], 0, sizeof *ns);
+            a->specs[a->n_specs++].def = d;
+            i++;
+            continue;
+        }
+        if (strcmp(arg, "--seed") == 0) {
+            if (!val || parse_num(val, -1, 1.8e19, true, &seed_d) != 0)
+                return errf(err, cap, "--seed needs an integer >= 0 (or -1: random)");
+            seed_set = seed_d >= 0;
+            if (seed_set) a->seed = strtoull(val, NULL, 10);
+            i++;
+            continue;
+        }
+
+        const gopt *o = NULL;
+        for (int k = 0; k < ng && !o; k++)
+            if ((g[k].s && strcmp(arg, g[k].s) == 0) || strcmp(arg, g[k].l) == 0) o = &g[k];
+        if (o) {
+            if (o->kind == OPT_FLAG) {
+                *(int *)o->dst = 1;
+                continue;
+            }
+            if (!val) return errf(err, cap, "%s needs a value", arg);
+            double v;
+            if (o->kind == OPT_STR) {
+                *(const char **)o->dst = val;
+            } else if (parse_num(val, o->min, o->max, o->kind == OPT_INT, &v) != 0) {
+                if (o->kind == OPT_INT)
+                    return errf(err, cap, "%s: '%s' is not an integer in [%g, %g]", arg, val,
+                                o->min, o->max);
+                return errf(err, cap, "%s: '%s' is not a number in [%g, %g]", arg, val, o->min,
+                            o->max);
+            } else if (o->kind == OPT_INT) {
+                *(int32_t *)o->dst = (int32_t)v;
+            } else {
+                *(float *)o->dst = (float)v;
+            }
+            i++;
+            continue;
+        }
+
+        /* A strategy option: belongs to the most recent -s. */
+        if (arg[0] == '-' && arg[1] == '-') {
+            const cli_opt_def *od = NULL;
+            int idx = -1;
+            if (a->n_specs > 0) {
+                const cli_opt_def *opts = a->specs[a->n_specs - 1].def->opts;
+                for (int k = 0; opts[k].name; k++)
+                    if (strcmp(opts[k].name, arg) == 0) od = &opts[idx = k];
+            }
+            if (!od) {
+                for (int d = 0; d < N_DEFS; d++)
+                    for (int k = 0; strategy_defs[d].opts[k].name; k++)
+                        if (strcmp(strategy_defs[d].opts[k].name, arg) == 0) {
+                            if (a->n_specs == 0)
+                                return errf(err, cap, "%s is an option of strategy '%s': put it "
+                                            "after -s %s", arg, strategy_defs[d].name,
+                                            strategy_defs[d].name);
+                            return errf(err, cap, "%s is not an option of strategy '%s' (it "
+                                        "belongs to '%s')", arg,
+                                        a->specs[a->n_specs - 1].def->name, strategy_defs[d].name);
+                        }
+                return errf(err, cap, "unknown option '%s' (see -h)", arg);
+            }
+            cli_value *cv = &a->specs[a->n_specs - 1].vals[idx];
+            if (od->kind == OPT_FLAG) {
+                cv->set++;
+                cv->num = 1;
+                continue;
+            }
+            if (!val) return errf(err, cap, "%s needs a value", arg);
+            if (od->kind == OPT_STR || od->kind == OPT_LIST) {
+                if (od->kind == OPT_STR && cv->set)
+                    return errf(err, cap, "%s given twice", arg);
+                char **ns = realloc(cv->strs, (size_t)(cv->set + 2) * sizeof *ns);
+                if (!ns) return errf(err, cap, "out of memory");
+                cv->strs = ns;
+                cv->strs[cv->set] = argv[i + 1];
+                cv->strs[cv->set + 1] = NULL;
+            } else if (parse_num(val, od->min, od->max, od->kind == OPT_INT, &cv->num) != 0) {
+                return errf(err, cap, "%s: '%s' is not %s in [%g, %g]", arg, val,
+                            od->kind == OPT_INT ? "an integer" : "a number", od->min, od->max);
+            }
+            cv->set++;
+            i++;
+            continue;
+        }
+        return errf(err, cap, "unexpected argument '%s' (see -h)", arg);
+    }
+    if (a->help) return 1;
+    if (!a->model) return errf(err, cap, "no model given (-m FILE)");
+    if (!a->prompt && !a->prompt_file) return errf(err, cap, "no prompt given (-p TEXT or -f FILE)");
+    if (a->prompt && a->prompt_file) return errf(err, cap, "give -p or -f, not both");
+    if (!(a->top_p > 0.0f)) return errf(err, cap, "--top-p must be in (0, 1]");
+    return 0;
+}
+
+/* ==== Strategy construction ================================================== */
+
+int cli_build_strategy(const cli_args *a, bt_provider *p, bt_strategy **out, char *err,
+                       size_t cap) {
+    *out = NULL;
+    if (a->n_specs == 0) {
+        *out = bt_noop_strategy_init();
+        return *out ? BT_OK : (errf(err, cap, "%s", bt_last_error()), BT_ERR_NOMEM);
+    }
+    bt_strategy **list = calloc((size_t)a->n_specs, sizeof *list);
+    if (!list) return errf(err, cap, "out of memory"), BT_ERR_NOMEM;
+    for (int i = 0; i < a->n_specs; i++) {
+        list[i] = a->specs[i].def->create(a->specs[i].vals, p);
+        if (!list[i]) {
+            errf(err, cap, "strategy '%s': %s", a->specs[i].def->name, bt_last_error());
+            for (int k = 0; k < i; k++) bt_strategy_free(list[k]);
+            free(list);
+            return BT_ERR_STRATEGY;
+        }
+    }
+    if (a->n_specs == 1) {
+        *out = list[0];
+    } else if (!(*out = bt_chain_strategy_init(list, a->n_specs))) {
+        errf(err, cap, "%s", bt_last_error());
+        free(list);
+        return BT_ERR_STRATEGY;
+    }
+    free(list);
+    return BT_OK;
+}
+
+/* ==== Help =================================================================== */
+
+void cli_usage(FILE *f) {
+    fprintf(f,
+        "usage: backtrack -m MODEL (-p TEXT | -f FILE) [options] [-s STRATEGY [its options]]...\n"
+        "\n"
+        "Generate text with a sampling strategy that can undo the tokens it just generated.\n"
+        "Text streams to stdout as it becomes final.\n"
+        "\n"
+        "model and prompt:\n"
+        "  -m, --model FILE        GGUF model\n"
+        "  -p, --prompt TEXT       prompt\n"
+        "  -f, --file FILE         read the prompt from FILE\n"
+        "      --chat              wrap the prompt as a user message with the model's chat template\n"
+        "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
+        "  -t, --threads N         threads (default: the CPUs this process may use)\n"
+        "  -ngl, --n-gpu-layers N  layers to offload to a GPU (-1: all; needs a GPU build)\n"
+        "      --logits-window N   positions whose logits are kept so a rewind costs no\n"
+        "                          model evaluation (default 32; 0: re-decode one token)\n"
+        "sampling:\n"
+        "  -n, --n-predict N       max new tokens (default 256; 0: until the context is full)\n"
+        "      --temp T            temperature >= 0 (default 1.0)\n"
+        "      --top-k K           keep the K most probable tokens (default 50; 0: off)\n"
+        "      --top-p P           nucleus in (0, 1] (default 1.0: off)\n"
+        "      --min-p P           drop tokens below P * the top probability (default 0: off)\n"
+        "      --seed N            random seed (default: random, shown by --stats)\n"
+        "output:\n"
+        "      --stats             print a statistics line on stderr at the end\n"
+        "  -v, --verbose           show llama.cpp's log\n"
+        "  -h, --help              this help\n"
+        "\n"
+        "strategies (-s NAME, repeatable: several form a chain, in order; a strategy's\n"
+        "options follow its -s):\n");
+    for (int d = 0; d < N_DEFS; d++) {
+        fprintf(f, "  %-22s %s\n", strategy_defs[d].name, strategy_defs[d].summary);
+        for (int k = 0; strategy_defs[d].opts[k].name; k++)
+            fprintf(f, "      %-20s %s\n", strategy_defs[d].opts[k].name, strategy_defs[d].opts[k].help);
+    }
+}

@@ -1,0 +1,52 @@
+/*
+ * cli.h -- the `backtrack` command line: option parsing and strategy construction,
+ * separate from main() so tests and fuzzers can drive them.
+ */
+#ifndef BT_CLI_H
+#define BT_CLI_H
+
+#include "backtrack.h"
+
+#include <stdio.h>
+
+#define CLI_MAX_OPTS 16
+
+/* One value given to a strategy option. Lists (repeatable options) collect every value. */
+typedef struct cli_value {
+    int     set;     /* how many times it was given */
+    double  num;
+    char  **strs;    /* for string options: every value given, in order */
+} cli_value;
+
+/* One `-s NAME [options...]` on the command line. */
+typedef struct cli_strategy_spec {
+    const struct cli_strategy_def *def;
+    cli_value vals[CLI_MAX_OPTS];
+} cli_strategy_spec;
+
+typedef struct cli_args {
+    const char *model;
+    const char *prompt;
+    const char *prompt_file;
+    int32_t     n_predict, n_ctx, n_threads, n_gpu_layers, top_k, logits_window;
+    float       temp, top_p, min_p;
+    uint64_t    seed;
+    int         chat, stats, verbose, help;
+    cli_strategy_spec *specs;
+    int         n_specs;
+} cli_args;
+
+/* Parse argv. Returns 0 on success, 1 when -h was given, -1 on a bad argument with a
+ * one-line reason in err. *a is always safe to pass to cli_args_free. */
+int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errcap);
+
+void cli_args_free(cli_args *a);
+
+/* Build the strategy the arguments ask for (a chain when several -s were given; noop
+ * when none). Returns BT_OK or an error code with the reason in err. */
+int cli_build_strategy(const cli_args *a, bt_provider *p, bt_strategy **out, char *err,
+                       size_t errcap);
+
+void cli_usage(FILE *f);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * main.c -- the `backtrack` command: load a model, build the strategy, stream the text.
+ *
+ * Exit codes: 0 success (also when the output pipe closes early, or the step cap ends the
+ * text: a warning says so), 1 runtime error (model, context, generation), 2 bad usage.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_verbose;
+
+/* The library's log: warnings and errors always, strategy output (info) always, the
+ * llama.cpp log (debug) only with -v. */
+static void log_to_stderr(void *user, int level, const char *msg) {
+    (void)user;
+    if (level == BT_LOG_DEBUG && !g_verbose) return;
+    if (level >= BT_LOG_WARN)
+        fprintf(stderr, "backtrack: %s: %s\n", level == BT_LOG_WARN ? "warning" : "error", msg);
+    else
+        fprintf(stderr, "%s\n", msg);
+}
+
+typedef struct out_state {
+    int closed; /* stdout went away (closed pipe) */
+} out_state;
+
+/* Stream released text to stdout at once; stop generating if nobody reads it. */
+static int on_release(void *user, bt_token id, const char *text, size_t len) {
+    (void)id;
+    out_state *o = user;
+    if (len == 0) return 0;
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+        o->closed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Read a whole file as a NUL-terminated string. */
+static char *read_file(const char *path, size_t *len, char *err, size_t cap) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, cap, "cannot open prompt file '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, c = 4096;
+    char *buf = malloc(c + 1);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, c - n, f)) > 0) {
+        n += got;
+        if (n == c) {
+            char *nb = realloc(buf, 2 * c + 1);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            c *= 2;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        snprintf(err, cap, "cannot read prompt file '%s'", path);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    char err[512] = "";
+    cli_args a;
+    int rc = cli_parse(argc, argv, &a, err, sizeof err);
+    if (rc == 1) {
+        cli_usage(stdout);
+        cli_args_free(&a);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "backtrack: error: %s\n", err);
+        cli_args_free(&a);
+        return 2;
+    }
+    g_verbose = a.verbose;
+    bt_log_set(log_to_stderr, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed pipe shows up as a write error instead */
+
+    int status = 1;
+    bt_provider *prov = NULL;
+    bt_strategy *strat = NULL;
+    bt_sampler *smp = NULL;
+    char *file_prompt = NULL, *chat_prompt = NULL;
+    const char *prompt = a.prompt;
+    size_t prompt_len = prompt ? strlen(prompt) : 0;
+
+    if (a.prompt_file) {
+        if (!(file_prompt = read_file(a.prompt_file, &prompt_len, err, sizeof err))) goto fail;
+        prompt = file_prompt;
+    }
+    if (prompt_len == 0 || strlen(prompt) != prompt_len) {
+        snprintf(err, sizeof err, prompt_len ? "the prompt contains a NUL byte" : "the prompt is empty");
+        goto fail;
+    }
+
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = a.model;
+    lp.n_ctx = a.n_ctx;
+    lp.n_threads = a.n_threads;
+    lp.n_gpu_layers = a.n_gpu_layers;
+    lp.logits_window = a.logits_window;
+    lp.verbose = a.verbose;
+    if (!(prov = bt_llama_provider_init(&lp))) {
+        snprintf(err, sizeof err, "%s", bt_last_error());
+        goto fail;
+    }
+    if (a.chat) {
+        if (bt_llama_chat_prompt(prov, prompt, &chat_prompt) != BT_OK) {
+            snprintf(err, sizeof err, "%s", bt_last_error());
+            goto fail;
+        }
+        prompt = chat_prompt;
+        prompt_len = strlen(prompt);
+    }
+    if (cli_build_strategy(&a, prov, &strat, err, sizeof err) != BT_OK) goto fail;
+
+    bt_sampler_params sp = bt_sampler_default_params();
+    sp.temperature = a.temp;
+    sp.top_k = a.top_k;
+    sp.top_p = a.top_p;
+    sp.min_p = a.min_p;
+    sp.seed = a.seed;
+    sp.max_new_tokens = a.n_predict;
+    if (!(smp = bt_sampler_init(prov, strat, &sp))) {
+        snprintf(err, sizeof err, "%s", bt_last_error());
+        goto fail;
+    }
+
+    out_state out = {0};
+    bt_stats st;
+    rc = bt_generate(smp, prompt, prompt_len, on_release, &out, &st);
+    if (!out.closed) {
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    if (a.stats) {
+        double gen_ms = st.t_total_ms - st.t_prompt_ms;
+        fprintf(stderr,
+                "stats: prompt=%d released=%lld discarded=%lld rewinds=%lld steps=%lld "
+                "evaluated=%lld eval_calls=%lld prompt_reevaluated=%lld dead_ends=%lld "
+                "stop=%s seed=%llu prompt_ms=%.1f total_ms=%.1f tok_per_s=%.1f\n",
+                st.n_prompt, (long long)st.n_released, (long long)st.n_discarded,
+                (long long)st.n_rewinds, (long long)st.n_steps, (long long)st.n_evaluated,
+                (long long)st.n_eval_calls, (long long)st.n_prompt_reevaluated,
+                (long long)st.n_dead_ends, bt_stop_reason_name(st.stop_reason),
+                (unsigned long long)st.seed, st.t_prompt_ms, st.t_total_ms,
+                gen_ms > 0 ? (double)st.n_steps * 1000.0 / gen_ms : 0.0);
+    }
+    if (rc != BT_OK) {
+        snprintf(err, sizeof err, "%s", bt_last_error());
+        goto fail;
+    }
+    if (st.stop_reason == BT_STOP_STEP_CAP)
+        fprintf(stderr, "backtrack: warning: the step cap ended the text early (a strategy "
+                        "kept rewinding)\n");
+    status = 0;
+    goto done;
+fail:
+    fprintf(stderr, "backtrack: error: %s\n", err);
+done:
+    bt_sampler_free(smp);
+    bt_strategy_free(strat);
+    bt_provider_free(prov);
+    free(file_prompt);
+    free(chat_prompt);
+    cli_args_free(&a);
+    return status;
+}
