@@ -1,2 +1,469 @@
+/* test_loop.c -- the generation loop on the scripted provider: release order, keep
+ * index, rewinds and their cost, stops, the step cap, forced tokens, seeds, UTF-8. */
 #include "check.h"
-int main(void){TEST_MAIN_END();}
+#include "internal.h"
+
+/* ---- a scripted model --------------------------------------------------------------
+ * Vocabulary: 0 "<eos>", 1 "a", 2 "b", 3 "c", 4 "d", 5 "\xe2\x82" (half a euro sign),
+ * 6 "\xac" (its last byte), 7 " ".
+ * Logits: the token script[len - n_prompt] gets 10, 'c' 5, the others 0 (past the end of
+ * the script <eos> gets 10). Uniform mode: all 0 except <eos> (-inf). */
+static const char *const VOCAB[] = {"", "a", "b", "c", "d", "\xe2\x82", "\xac", " "};
+enum { NV = 8, EOS = 0 };
+
+typedef struct model {
+    const bt_token *script;
+    int32_t         n_script;
+    int32_t         n_prompt;
+    int             uniform;
+} model;
+
+static void model_logits(void *user, const bt_token *seq, int32_t n, float *logits, int32_t nv) {
+    (void)seq;
+    model *m = user;
+    for (int32_t i = 0; i < nv; i++) logits[i] = 0.0f;
+    if (m->uniform) { /* every token but <eos> equally likely */
+        logits[EOS] = -INFINITY;
+        return;
+    }
+    int32_t k = n - m->n_prompt;
+    bt_token want = k < m->n_script ? m->script[k] : EOS;
+    logits[3] = 5.0f; /* 'c' is always the second choice */
+    logits[want] = 10.0f;
+}
+
+static bt_provider *make_provider(model *m, int32_t n_ctx) {
+    bt_scripted_params p = bt_scripted_default_params();
+    p.n_vocab = NV;
+    p.tokens = VOCAB;
+    p.eos = EOS;
+    p.n_ctx = n_ctx;
+    p.logits = model_logits;
+    p.user = m;
+    return bt_scripted_provider_init(&p);
+}
+
+/* ---- a collector for released tokens ---- */
+typedef struct sink {
+    bt_token toks[512];
+    int      n;
+    char     text[2048];
+    size_t   len;
+    int      calls_with_empty_text;
+    int      stop_after; /* 0: never */
+} sink;
+
+static int collect(void *user, bt_token id, const char *text, size_t len) {
+    sink *s = user;
+    if (id >= 0) s->toks[s->n++] = id;
+    if (len == 0) s->calls_with_empty_text++;
+    memcpy(s->text + s->len, text, len);
+    s->len += len;
+    s->text[s->len] = '\0';
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static bt_sampler_params greedy(void) {
+    bt_sampler_params p = bt_sampler_default_params();
+    p.top_k = 1;
+    p.seed = 1;
+    p.add_special = false;
+    return p;
+}
+
+/* ---- a configurable test strategy ---------------------------------------------------- */
+typedef struct tstrat {
+    int32_t  hold;          /* keep_index = n_tokens - hold                           */
+    int32_t  rewind_at;     /* when n_tokens reaches this (once), rewind ...          */
+    int32_t  rewind_n;      /* ... this many tokens                                  */
+    int      rewound;
+    int      always_rewind; /* rewind 1 at every step                                 */
+    bt_token ban_at_pos_token; int32_t ban_pos; /* on_logits, after the rewind: ban
+                                                   this token at this position           */
+    int      calls;         /* backtrack calls                                       */
+    bt_token force;         /* on_probs: set p of this token to 1e9 (-1: none)         */
+    int      ban_all;       /* on_logits: every token -inf                            */
+    int      resets, begins;
+    int32_t  max_seen_unreleased_at_release;
+    float    probs_seen[NV]; /* what on_probs saw at the first step */
+    int      probs_recorded;
+} tstrat;
+
+static int ts_begin(bt_strategy *s, const bt_view *v) {
+    (void)v;
+    ((tstrat *)s->ctx)->begins++;
+    return BT_OK;
+}
+static void ts_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
+    tstrat *t = s->ctx;
+    if (t->ban_all)
+        for (int i = 0; i < v->n_vocab; i++) logits[i] = -INFINITY;
+    if (t->ban_pos >= 0 && v->n_tokens == t->ban_pos && t->rewound)
+        logits[t->ban_at_pos_token] = -INFINITY;
+}
+static void ts_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    (void)v;
+    tstrat *t = s->ctx;
+    if (!t->probs_recorded) {
+        for (int i = 0; i < NV; i++) t->probs_seen[i] = bt_candidates_get_p(c, i);
+        t->probs_recorded = 1;
+    }
+    if (t->force >= 0) bt_candidates_set_p(c, t->force, 1e9f);
+}
+static int32_t ts_backtrack(bt_strategy *s, const bt_view *v) {
+    tstrat *t = s->ctx;
+    t->calls++;
+    if (t->always_rewind) return 1;
+    if (!t->rewound && t->rewind_at > 0 && v->n_tokens == t->rewind_at) {
+        t->rewound = 1;
+        return t->rewind_n;
+    }
+    return 0;
+}
+static int32_t ts_keep(bt_strategy *s, const bt_view *v) {
+    return v->n_tokens - ((tstrat *)s->ctx)->hold;
+}
+static void ts_reset(bt_strategy *s) {
+    tstrat *t = s->ctx;
+    t->resets++;
+    t->rewound = 0;
+}
+static const bt_strategy_i ts_iface = {
+    .name = "test", .begin = ts_begin, .on_logits = ts_on_logits, .on_probs = ts_on_probs,
+    .backtrack = ts_backtrack, .keep_index = ts_keep, .reset = ts_reset,
+};
+
+static tstrat ts_defaults(void) {
+    return (tstrat){.ban_pos = -1, .force = -1};
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static const bt_token PROMPT[] = {1, 7};
+
+static void test_greedy_and_eos(void) {
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    bt_sampler_params sp = greedy();
+    bt_sampler *s = bt_sampler_init(p, NULL, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_STR(k.text, "abcd");
+    CHECK_EQ_INT(k.n, 5); /* a b c d <eos> */
+    CHECK_EQ_INT(k.toks[4], EOS);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_EOG);
+    CHECK_EQ_INT(st.n_released, 5);
+    CHECK_EQ_INT(st.n_prompt, 2);
+    CHECK_EQ_INT(st.n_evaluated, 2 + 4); /* prompt once, then one position per token */
+    CHECK_EQ_INT(st.n_prompt_reevaluated, 0);
+    bt_sampler_free(s);
+    bt_provider_free(p);
+}
+
+static void test_keep_index_holds_and_flushes(void) {
+    const bt_token script[] = {1, 2, 3, 4, 1, 2};
+    model m = {script, 6, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.hold = 3;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 5;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    /* max_new_tokens flushes the 3 held tokens, in order */
+    CHECK_STR(k.text, "abcda");
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_MAX_NEW_TOKENS);
+    CHECK_EQ_INT(t.begins, 1);
+    CHECK_EQ_INT(t.resets, 1);
+    /* a second generation starts clean (reset) and gives the same text */
+    sink k2 = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k2, &st), BT_OK);
+    CHECK_STR(k2.text, "abcda");
+    CHECK_EQ_INT(t.resets, 2);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_rewind_and_ban(void) {
+    /* the model wants a b c d; the strategy rewinds 2 when 3 tokens exist (a b c -> a)
+     * and bans 'b' at position 1, so the text continues a <next best> ... */
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.hold = 3;
+    t.rewind_at = 3;
+    t.rewind_n = 2;
+    t.ban_pos = 1;
+    t.ban_at_pos_token = 2;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 4;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    /* a b c -> a; 'b' is banned at position 1, so the second choice 'c' comes, then the
+     * script goes on by position: a c c d */
+    CHECK_STR(k.text, "accd");
+    CHECK_EQ_INT(st.n_rewinds, 1);
+    CHECK_EQ_INT(st.n_discarded, 2);
+    CHECK_EQ_INT(st.n_prompt_reevaluated, 0);
+    CHECK(k.n >= 1 && k.toks[0] == 1);
+    CHECK(k.n < 2 || k.toks[1] != 2); /* the ban held at position 1 */
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_step_cap(void) {
+    model m = {NULL, 0, 2, 1};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.always_rewind = 1;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    t.hold = 1; /* nothing ever becomes final */
+    bt_sampler_params sp = greedy();
+    sp.max_steps = 50;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_STEP_CAP);
+    CHECK_EQ_INT(st.n_steps, 50);
+    CHECK_EQ_INT(st.n_released, 0);
+    CHECK_EQ_INT(st.n_rewinds, 50);
+    /* default cap: 8 * max_new_tokens + 64 */
+    bt_sampler_free(s);
+    sp.max_steps = 0;
+    sp.max_new_tokens = 10;
+    s = bt_sampler_init(p, str, &sp);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_STEP_CAP);
+    CHECK_EQ_INT(st.n_steps, 8 * 10 + 64);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_forced_token_outside_top_k(void) {
+    const bt_token script[] = {1, 1, 1};
+    model m = {script, 3, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.force = 4; /* 'd' never survives top_k = 1 */
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 3;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, NULL), BT_OK);
+    CHECK_STR(k.text, "ddd");
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_temperature(void) {
+    /* logits 10 for 'a', 5 for 'c', 0 for the 6 others; temperature 4 divides them:
+     * p(a) = e^2.5 / (e^2.5 + e^1.25 + 6) */
+    const bt_token script[] = {1};
+    model m = {script, 1, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.top_k = 0;
+    sp.temperature = 4.0f;
+    sp.max_new_tokens = 1;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, NULL), BT_OK);
+    double e = exp(2.5), ec = exp(1.25);
+    CHECK_NEAR(t.probs_seen[1], e / (e + ec + 6), 1e-6);
+    CHECK_NEAR(t.probs_seen[0], 1 / (e + ec + 6), 1e-6);
+    bt_sampler_free(s);
+    /* min_p 0.1 keeps logits >= 2.5 + ln 0.1 = 0.197: 'a' and 'c' */
+    t.probs_recorded = 0;
+    sp.min_p = 0.1f;
+    s = bt_sampler_init(p, str, &sp);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, NULL), BT_OK);
+    CHECK_NEAR(t.probs_seen[1], e / (e + ec), 1e-6);
+    CHECK_NEAR(t.probs_seen[0], 0.0, 0.0);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_dead_end(void) {
+    const bt_token script[] = {1, 2};
+    model m = {script, 2, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.ban_all = 1;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 2;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.n_dead_ends, 2);
+    CHECK_STR(k.text, "ab"); /* the model's own choice */
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_seed(void) {
+    model m = {NULL, 0, 2, 1}; /* uniform over 8 tokens */
+    bt_provider *p = make_provider(&m, 256);
+    bt_sampler_params sp = greedy();
+    sp.top_k = 0;
+    sp.max_new_tokens = 40;
+    sp.seed = 1234;
+    bt_sampler *s = bt_sampler_init(p, NULL, &sp);
+    sink a = {0}, b = {0}, c = {0};
+    bt_generate_tokens(s, PROMPT, 2, collect, &a, NULL);
+    bt_generate_tokens(s, PROMPT, 2, collect, &b, NULL);
+    CHECK_EQ_INT(a.n, b.n);
+    CHECK(memcmp(a.toks, b.toks, sizeof(bt_token) * (size_t)a.n) == 0);
+    bt_sampler_free(s);
+    sp.seed = 99;
+    s = bt_sampler_init(p, NULL, &sp);
+    bt_generate_tokens(s, PROMPT, 2, collect, &c, NULL);
+    CHECK(c.n != a.n || memcmp(a.toks, c.toks, sizeof(bt_token) * (size_t)a.n) != 0);
+    bt_sampler_free(s);
+    bt_provider_free(p);
+}
+
+static void test_utf8_release(void) {
+    /* "a" then a euro sign split over two tokens: the text of the first half is held */
+    const bt_token script[] = {1, 5, 6, 5};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    bt_sampler_params sp = greedy();
+    bt_sampler *s = bt_sampler_init(p, NULL, &sp);
+    sink k = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, NULL), BT_OK);
+    /* a, euro, then a dangling half at the end becomes U+FFFD twice (2 bytes) */
+    CHECK_STR(k.text, "a\xe2\x82\xac\xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(k.calls_with_empty_text >= 1);
+    bt_sampler_free(s);
+    bt_provider_free(p);
+}
+
+static void test_context_and_args(void) {
+    model m = {NULL, 0, 2, 1};
+    bt_provider *p = make_provider(&m, 8);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 0; /* until the context is full */
+    bt_sampler *s = bt_sampler_init(p, NULL, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_ERR_CONTEXT_FULL);
+    CHECK(strstr(bt_last_error(), "context full") != NULL);
+    CHECK_EQ_INT(k.n, 6); /* what was generated was still delivered */
+    const bt_token long_prompt[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    CHECK_EQ_INT(bt_generate_tokens(s, long_prompt, 8, collect, &k, &st), BT_ERR_CONTEXT_FULL);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 0, collect, &k, &st), BT_ERR_INVALID_ARG);
+    const bt_token bad[] = {1, 99};
+    CHECK_EQ_INT(bt_generate_tokens(s, bad, 2, collect, &k, &st), BT_ERR_INVALID_ARG);
+    CHECK_EQ_INT(bt_generate(s, "a\xff", 2, collect, &k, &st), BT_ERR_UTF8);
+    CHECK_EQ_INT(bt_generate(s, "", 0, collect, &k, &st), BT_ERR_INVALID_ARG);
+    bt_sampler_free(s);
+    /* parameter validation */
+    bt_sampler_params bad_p = greedy();
+    bad_p.top_p = 0.0f;
+    CHECK(bt_sampler_init(p, NULL, &bad_p) == NULL);
+    CHECK(strstr(bt_last_error(), "top_p") != NULL);
+    bad_p = greedy();
+    bad_p.top_k = -1;
+    CHECK(bt_sampler_init(p, NULL, &bad_p) == NULL);
+    bad_p = greedy();
+    bad_p.temperature = -1.0f;
+    CHECK(bt_sampler_init(p, NULL, &bad_p) == NULL);
+    bad_p = greedy();
+    bad_p.temperature = NAN;
+    CHECK(bt_sampler_init(p, NULL, &bad_p) == NULL);
+    bad_p = greedy();
+    bad_p.min_p = 1.5f;
+    CHECK(bt_sampler_init(p, NULL, &bad_p) == NULL);
+    CHECK(bt_sampler_init(NULL, NULL, NULL) == NULL);
+    bt_provider_free(p);
+}
+
+static void test_caller_stop_and_clamp(void) {
+    const bt_token script[] = {1, 2, 3, 4, 1, 2, 3, 4};
+    model m = {script, 8, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.rewind_at = 6;
+    t.rewind_n = 100; /* more than is unreleased: clamped */
+    t.hold = 2;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 8;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.n_discarded, 3); /* only the three unreleased tokens could go */
+    CHECK_STR(k.text, "abcdabcd");
+    sink stop = {0};
+    stop.stop_after = 3;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &stop, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_CALLER);
+    CHECK_EQ_INT(stop.n, 3);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+static void test_chain_precedence(void) {
+    const bt_token script[] = {1, 2, 3, 4, 1, 2};
+    model m = {script, 6, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t1 = ts_defaults(), t2 = ts_defaults();
+    t1.rewind_at = 4, t1.rewind_n = 1, t1.hold = 4;
+    t2.rewind_at = 4, t2.rewind_n = 3, t2.hold = 1;
+    bt_strategy *list[2] = {bt_strategy_init(&ts_iface, &t1), bt_strategy_init(&ts_iface, &t2)};
+    bt_strategy *chain = bt_chain_strategy_init(list, 2);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 6;
+    bt_sampler *s = bt_sampler_init(p, chain, &sp);
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, &st), BT_OK);
+    /* at token 4 both want to rewind: only the first (1 token) counts and the second is
+     * not asked; when token 4 comes again the second fires (3 tokens) */
+    CHECK_EQ_INT(st.n_rewinds, 2);
+    CHECK_EQ_INT(st.n_discarded, 1 + 3);
+    CHECK_EQ_INT(t2.calls, t1.calls - 1);
+    CHECK_EQ_INT(t1.resets, 1);
+    CHECK_EQ_INT(t2.resets, 1);
+    bt_sampler_free(s);
+    bt_strategy_free(chain);
+    bt_provider_free(p);
+    CHECK(bt_chain_strategy_init(NULL, 0) == NULL);
+}
+
+int main(void) {
+    RUN(test_greedy_and_eos);
+    RUN(test_keep_index_holds_and_flushes);
+    RUN(test_rewind_and_ban);
+    RUN(test_step_cap);
+    RUN(test_forced_token_outside_top_k);
+    RUN(test_temperature);
+    RUN(test_dead_end);
+    RUN(test_seed);
+    RUN(test_utf8_release);
+    RUN(test_context_and_args);
+    RUN(test_caller_stop_and_clamp);
+    RUN(test_chain_precedence);
+    TEST_MAIN_END();
+}
