@@ -368,7 +368,8 @@ typedef struct bt_llama_params {
     const char *model_path;    /* required: a GGUF file                                  */
     int32_t     n_ctx;         /* 0: the model's training context, at most 4096          */
     int32_t     n_batch;       /* 512: prompt tokens per llama_decode                    */
-    int32_t     n_threads;     /* 0: the CPUs this process may run on                    */
+    int32_t     n_threads;     /* 0: the CPUs this process may run on (1 for models under
+                                  64 MiB, whose steps are too short to split)            */
     int32_t     n_gpu_layers;  /* 0; -1 for all (needs a GPU build of llama.cpp)         */
     int32_t     logits_window; /* 64: logits kept for the last positions, so a rewind of
                                   up to this many tokens costs no model evaluation; a

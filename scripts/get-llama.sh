@@ -31,7 +31,8 @@ say() { printf 'get-llama: %s\n' "$*" >&2; }
 # Verify a tarball against an npm integrity string (sha512, base64).
 check_sha512() {
     local got
-    got=$(sha512sum "$1" | cut -d' ' -f1 | xxd -r -p | base64 -w0)
+    got=$(node -e 'const c=require("crypto"),f=require("fs");
+        process.stdout.write(c.createHash("sha512").update(f.readFileSync(process.argv[1])).digest("base64"))' "$1")
     if [ "$got" != "$2" ]; then
         say "checksum mismatch for $1"
         say "  expected sha512-$2"
@@ -41,7 +42,6 @@ check_sha512() {
 }
 
 command -v npm >/dev/null || { say "npm is required (apt-get install npm)"; exit 1; }
-command -v xxd >/dev/null || { say "xxd is required (apt-get install xxd)"; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -141,6 +141,8 @@ typedef struct gen {
     int32_t         n_prompt;
     int32_t         n_cont;   /* continuation length                 */
     int32_t         max_cont; /* bound on n_cont                     */
+    int32_t         n_held;   /* positions the provider holds: the sequence of the last
+                                 eval, which lacks the token drawn after it          */
     bt__utf8_stream utf8;
     bt_release_fn   on_release;
     void           *user;
@@ -186,6 +188,7 @@ static int eval(gen *g, const float **logits) {
     bt_eval_info info = {0, 0};
     int rc = p->iface->eval(p->ctx, g->seq, g->n_prompt + g->n_cont, logits, &info);
     if (rc != BT_OK) return rc;
+    g->n_held = g->n_prompt + g->n_cont;
     if (info.n_evaluated > 0) {
         g->st->n_evaluated += info.n_evaluated;
         g->st->n_eval_calls++;
@@ -244,9 +247,16 @@ static int apply_backtrack(gen *g) {
         n = held;
     }
     if (n <= 0) return BT_OK;
-    int rc = g->s->provider->iface->rewind(g->s->provider->ctx, n);
-    if (rc != BT_OK) return rc;
     g->n_cont -= n;
+    /* The provider never saw the token just drawn: it holds one position fewer than the
+     * sequence had, so it drops n - 1 positions (none when only that token goes). Its
+     * logits after the new last position are then the ones to draw from. */
+    int32_t keep = g->n_prompt + g->n_cont;
+    if (keep < g->n_held) {
+        int rc = g->s->provider->iface->rewind(g->s->provider->ctx, g->n_held - keep);
+        if (rc != BT_OK) return rc;
+        g->n_held = keep;
+    }
     g->st->n_discarded += n;
     g->st->n_rewinds++;
     refresh_view(g);

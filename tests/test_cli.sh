@@ -1,2 +1,96 @@
-#!/bin/bash
-exit 0
+#!/usr/bin/env bash
+# test_cli.sh BACKTRACK MODEL -- the command line end to end: streaming, strategies, stats,
+# and every bad input giving one clear error line and a non-zero exit, never a crash.
+set -u
+bin=$1
+model=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect_error NAME WORDS ARGS...: exit 1 or 2 (not a signal), one stderr line that starts
+# with "backtrack: error:" and contains WORDS.
+expect_error() {
+    local name=$1 words=$2
+    shift 2
+    "$bin" "$@" >"$tmp/out" 2>"$tmp/err" </dev/null
+    local rc=$?
+    local lines
+    lines=$(wc -l <"$tmp/err")
+    if [ "$rc" -ne 1 ] && [ "$rc" -ne 2 ]; then
+        bad "$name: exit $rc (want 1 or 2)"; cat "$tmp/err" >&2; return
+    fi
+    if [ "$lines" -ne 1 ] || ! grep -q "^backtrack: error: .*$words" "$tmp/err"; then
+        bad "$name: stderr is not one line with '$words':"; cat "$tmp/err" >&2; return
+    fi
+    ok
+}
+
+M=(-m "$model")
+P=(-p "Once upon a time")
+
+# ---- what works ----
+out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 40 2>"$tmp/err")
+[ $? -eq 0 ] && [[ "$out" == ", there was a little girl named Lily."* ]] && ok || bad "greedy text: $out"
+
+out=$("$bin" "${M[@]}" "${P[@]}" -n 30 -s debug --seed 3 2>"$tmp/err")
+[ $? -eq 0 ] && [ -n "$out" ] && ok || bad "debug run"
+[ "$(grep -c '^\[debug\] step' "$tmp/err")" -eq 30 ] && ok || bad "debug lines: $(head -3 "$tmp/err")"
+
+"$bin" "${M[@]}" "${P[@]}" -n 50 --seed 9 --stats >"$tmp/a" 2>"$tmp/err"
+grep -q "prompt_reevaluated=0" "$tmp/err" && grep -q "seed=9 " "$tmp/err" && ok || bad "stats: $(cat "$tmp/err")"
+"$bin" "${M[@]}" "${P[@]}" -n 50 --seed 9 >"$tmp/b" 2>/dev/null
+cmp -s "$tmp/a" "$tmp/b" && ok || bad "same seed, different bytes"
+
+printf 'Once upon a time' >"$tmp/prompt.txt"
+out=$("$bin" "${M[@]}" -f "$tmp/prompt.txt" --top-k 1 -n 10 2>/dev/null)
+[[ "$out" == ", there was a little girl"* ]] && ok || bad "-f prompt: $out"
+
+out=$("$bin" "${M[@]}" "${P[@]}" -n 20 -s noop -s debug --seed 1 2>/dev/null)
+[ $? -eq 0 ] && [ -n "$out" ] && ok || bad "chain of two"
+
+"$bin" -h | grep -q "usage: backtrack" && ok || bad "-h"
+
+# output to a closed pipe: stops quietly, exit 0, no crash
+"$bin" "${M[@]}" "${P[@]}" -n 2000 -c 2048 2>"$tmp/err" | head -c 10 >/dev/null
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] && [ ! -s "$tmp/err" ] && ok || bad "closed pipe: exit $rc $(cat "$tmp/err")"
+
+# ---- bad inputs ----
+mkdir "$tmp/dir"
+: >"$tmp/empty.gguf"
+echo "not a model" >"$tmp/text.gguf"
+head -c 100000 "$model" >"$tmp/trunc.gguf"
+expect_error "missing model" "cannot open model" -m "$tmp/nope.gguf" "${P[@]}"
+expect_error "model is a directory" "directory" -m "$tmp/dir" "${P[@]}"
+expect_error "empty model" "empty" -m "$tmp/empty.gguf" "${P[@]}"
+expect_error "not GGUF" "not a GGUF" -m "$tmp/text.gguf" "${P[@]}"
+expect_error "truncated model" "cannot load model" -m "$tmp/trunc.gguf" "${P[@]}"
+expect_error "no model" "no model" "${P[@]}"
+expect_error "no prompt" "no prompt" "${M[@]}"
+expect_error "empty prompt" "empty" "${M[@]}" -p ""
+expect_error "missing prompt file" "cannot open prompt file" "${M[@]}" -f "$tmp/nope.txt"
+expect_error "invalid UTF-8 prompt" "UTF-8" "${M[@]}" -p $'Once \xff upon'
+long=$(printf 'Once upon a time %.0s' $(seq 1 100))
+expect_error "prompt longer than context" "prompt is .* tokens" "${M[@]}" -c 64 -p "$long"
+expect_error "context full mid-generation" "context full" "${M[@]}" "${P[@]}" -c 32 -n 0
+expect_error "unknown strategy" "unknown strategy 'nope'" "${M[@]}" "${P[@]}" -s nope
+expect_error "unknown option" "unknown option '--frobnicate'" "${M[@]}" "${P[@]}" --frobnicate 3
+expect_error "top-p zero" "--top-p" "${M[@]}" "${P[@]}" --top-p 0
+expect_error "top-p above one" "--top-p" "${M[@]}" "${P[@]}" --top-p 1.5
+expect_error "negative top-k" "--top-k" "${M[@]}" "${P[@]}" --top-k -1
+expect_error "negative temperature" "--temp" "${M[@]}" "${P[@]}" --temp -0.5
+expect_error "NaN temperature" "--temp" "${M[@]}" "${P[@]}" --temp nan
+expect_error "huge n" "-n" "${M[@]}" "${P[@]}" -n 99999999999
+expect_error "not a number" "--min-p" "${M[@]}" "${P[@]}" --min-p abc
+expect_error "value missing" "needs a value" "${M[@]}" "${P[@]}" --temp
+expect_error "strategy name missing" "needs a strategy name" "${M[@]}" "${P[@]}" -s
+expect_error "chat without template" "no chat template" "${M[@]}" "${P[@]}" --chat
+expect_error "stray argument" "unexpected argument" "${M[@]}" "${P[@]}" stray
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

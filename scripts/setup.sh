@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# setup.sh: everything backtrack needs on a fresh Debian 12 machine, then a build.
+#   - Debian packages (compiler, CMake, npm, PCRE2, ncurses, tmux, valgrind, clang)
+#   - llama.cpp v0.4.0 (scripts/get-llama.sh) and the default model (scripts/get-model.sh)
+#   - a Release-with-debug-info build in build/
+# Idempotent and quiet when everything is already there. Run as root (apt-get).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev libncurses-dev
+      libmicrohttpd-dev libcjson-dev tmux valgrind clang)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+command -v npm >/dev/null || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+bash scripts/get-llama.sh
+bash scripts/get-model.sh
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" >/dev/null
+say "built build/backtrack"
