@@ -427,6 +427,171 @@ typedef struct bt_debug_params {
 bt_debug_params bt_debug_default_params(void);
 bt_strategy *bt_debug_strategy_init(const bt_debug_params *params);
 
+/* ---- phrase lists (src/strategies/phrase_list.c) ----
+ * Phrases to ban, each with an adjustment: 0 bans it outright (hard); a factor in (0, 1)
+ * multiplies the probability of the phrase's first token instead (soft). */
+
+typedef struct bt_phrase_list bt_phrase_list;
+
+bt_phrase_list *bt_phrase_list_new(void);
+void bt_phrase_list_free(bt_phrase_list *l);
+
+/* Add one phrase (UTF-8, non-empty). adjustment: 0 (hard ban) or in (0, 1] (1: no
+ * effect, the phrase is kept but never acted on). BT_ERR_UTF8 / BT_ERR_INVALID_ARG. */
+int bt_phrase_list_add(bt_phrase_list *l, const char *phrase, size_t len, float adjustment);
+
+/* Load a file into a new list. Formats, recognised by content:
+ *   - a JSON array of strings: ["phrase", ...]                     (hard bans)
+ *   - a JSON array of [phrase, number] pairs (../shared/slop/ files): numbers in (0, 1]
+ *     are adjustments (soft bans); if any number is above 1 they are counts (hard bans)
+ *   - otherwise one phrase per line (blank lines skipped; CRLF accepted)  (hard bans)
+ * hard: treat every phrase as a hard ban whatever the file says.
+ * Errors: BT_ERR_IO (missing file), BT_ERR_PARSE (bad JSON, line given), BT_ERR_UTF8. */
+int bt_phrase_list_load(const char *path, bool hard, bt_phrase_list **out);
+
+int32_t     bt_phrase_list_size(const bt_phrase_list *l);
+const char *bt_phrase_list_phrase(const bt_phrase_list *l, int32_t i);
+float       bt_phrase_list_adjustment(const bt_phrase_list *l, int32_t i);
+
+/* Regular expressions, one per line, each optionally in double quotes with a trailing
+ * comma (the format of ../shared/slop/slop_regexes.txt); lines starting with # and blank
+ * lines are skipped. *out is a new array of n strings (free with bt_strings_free). */
+int  bt_regex_list_load(const char *path, char ***out, int32_t *n);
+void bt_strings_free(char **list, int32_t n);
+
+/* ---- AntiSlop (src/strategies/antislop.c) ----
+ * Bans phrases: when one appears in the decoded text, rewinds to the token containing its
+ * first byte and bans that token at that position only (hard), or multiplies its
+ * probability there by the phrase's adjustment (soft). Matching is on text, so a phrase is
+ * caught however the model splits it into tokens; with variants on it is ASCII
+ * case-insensitive (the original's variants: as is, lower, Capitalized, UPPER, with or
+ * without a leading space, and more). Text is held back only while it could still become
+ * part of a match (plus keep_index_buffer tokens, the room to rewind further at a dead
+ * end). The per-token cost does not depend on the number of phrases. */
+
+typedef struct bt_antislop_params {
+    const bt_phrase_list *phrases;       /* borrowed during init (copied); may be NULL  */
+    const char *const    *regexes;       /* PCRE2 patterns, hard bans; may be NULL      */
+    int32_t               n_regexes;
+    int32_t               keep_index_buffer; /* 5: extra tokens held back              */
+    bool                  with_variants; /* true: ASCII case-insensitive                 */
+    bool                  whole_word;    /* false: a phrase may match inside a word      */
+    int32_t               skip_tokens;   /* 0: matches starting in the first N tokens of
+                                            the continuation are ignored                 */
+    int32_t               max_retries_per_position; /* 20: bans at one position before the
+                                            strategy rewinds one token further (or lets
+                                            the phrase through if it cannot)             */
+    int32_t               max_retries_total; /* 1000: after this many bans in one
+                                            generation, phrases are let through          */
+} bt_antislop_params;
+
+bt_antislop_params bt_antislop_default_params(void);
+
+/* NULL on error: no phrase and no regex, invalid regex (the message names it), bad
+ * numbers, out of memory. */
+bt_strategy *bt_antislop_strategy_init(const bt_antislop_params *params);
+
+/* What AntiSlop did in the last (or current) generation. */
+typedef struct bt_antislop_stats {
+    int64_t matches;        /* phrase or regex matches found                         */
+    int64_t hard_bans;      /* tokens banned at a position                            */
+    int64_t soft_bans;      /* probabilities scaled at a position                     */
+    int64_t rewound_further;/* per-position limit hit: rewound one more token         */
+    int64_t let_through;    /* matches allowed (limits hit, or soft ban re-chosen)    */
+} bt_antislop_stats;
+
+/* BT_ERR_INVALID_ARG if s is not an AntiSlop strategy. */
+int bt_antislop_get_stats(const bt_strategy *s, bt_antislop_stats *out);
+
+/* ---- Replace (src/strategies/replace.c) ----
+ * Find and replace while generating (vgel's R1 "overthinking" trick, generalised): when a
+ * `find` string appears in the text (exact bytes), rewind to the token holding its first
+ * byte and force the tokens of `replace` there, one per step. A replacement happens only
+ * while fewer than max_replacements were made, the text is shorter than
+ * max_new_tokens_for_replace tokens, the match starts after skip_tokens, and the model's
+ * probability for the first replaced token was <= max_prob (otherwise the text stays). */
+
+typedef struct bt_replace_params {
+    const char *const *find;        /* required: n_find non-empty UTF-8 strings          */
+    int32_t            n_find;
+    const char        *replace;     /* required: non-empty UTF-8 ("special" text such as
+                                       "<think>" becomes the special token)             */
+    int32_t            max_replacements;           /* -1: unlimited (the default)     */
+    int32_t            max_new_tokens_for_replace; /* -1: unlimited (the default)     */
+    int32_t            skip_tokens;                /* 0                               */
+    float              max_prob;                   /* 1.0                             */
+} bt_replace_params;
+
+bt_replace_params bt_replace_default_params(void);
+bt_strategy *bt_replace_strategy_init(const bt_replace_params *params);
+
+/* Replacements made in the last (or current) generation, -1 if s is not Replace. */
+int32_t bt_replace_count(const bt_strategy *s);
+
+/* ---- CreativeWriting (src/strategies/creative_writing.c) ----
+ * The original's rules: ban the most probable token (unless it ends the text); where the
+ * distribution is flat (>= top_k_threshold_flat tokens needed to reach top_p_flat) and the
+ * last off-argmax pick was not the argmax, rewind there and take the argmax of the
+ * adjusted distribution instead; end-of-generation probability times eos_penalty. */
+
+typedef struct bt_creative_writing_params {
+    float   top_p_flat;           /* 0.65 */
+    int32_t top_k_threshold_flat; /* 9    */
+    float   eos_penalty;          /* 0.8  */
+} bt_creative_writing_params;
+
+bt_creative_writing_params bt_creative_writing_default_params(void);
+bt_strategy *bt_creative_writing_strategy_init(const bt_creative_writing_params *params);
+
+/* ---- AdaptiveTemperature (src/strategies/adaptive_temperature.c) ----
+ * Scales the logits by beta(H), H the entropy (nats) of softmax(logits):
+ * beta = c0 H^4 + c1 H^3 + c2 H^2 + c3 H + c4; beta = 1 if H <= 0.5, else max(beta, 1).
+ * Never rewinds. */
+
+typedef struct bt_adaptive_temperature_params {
+    float coeffs[5]; /* -0.037, 0.481, -2.3, 4.917, -1.791 */
+} bt_adaptive_temperature_params;
+
+bt_adaptive_temperature_params bt_adaptive_temperature_default_params(void);
+bt_strategy *bt_adaptive_temperature_strategy_init(const bt_adaptive_temperature_params *params);
+
+/* The pure rule, for tests and for anyone who wants the curve. */
+double bt_adaptive_temperature_beta(const float coeffs[5], double entropy);
+
+/* ---- HumanGuidance (src/strategies/human_guidance.c) ----
+ * Before each pick whose top probability is below min_autopass, shows a menu of the
+ * top_k tokens with their probabilities (and "Go back" once something was generated).
+ * The chosen token's probability is multiplied by 10000; "Go back" removes the token just
+ * drawn and the one before it. Everything is held back until the end of the generation,
+ * so going back is never limited by released text. */
+
+typedef struct bt_guidance_menu {
+    const char     *text;      /* the text so far (continuation)                     */
+    size_t          text_len;
+    const bt_token *tokens;    /* n candidates, most probable first                  */
+    const float    *probs;
+    const char *const *labels; /* their text                                         */
+    int32_t         n;
+    bool            can_go_back;
+} bt_guidance_menu;
+
+#define BT_GUIDE_GO_BACK (-1)
+#define BT_GUIDE_STOP    (-2) /* stop asking for the rest of this generation */
+
+/* Return an index in [0, n), BT_GUIDE_GO_BACK or BT_GUIDE_STOP. */
+typedef int (*bt_guidance_fn)(void *user, const bt_guidance_menu *menu);
+
+typedef struct bt_human_guidance_params {
+    int32_t        top_k;        /* 3                                                  */
+    float          min_autopass; /* 1.0: the menu is skipped when the top p >= this     */
+    bt_guidance_fn choose;       /* NULL: the ncurses menu on the terminal (stdin and
+                                    stdout must be a terminal, else begin fails)       */
+    void          *user;
+} bt_human_guidance_params;
+
+bt_human_guidance_params bt_human_guidance_default_params(void);
+bt_strategy *bt_human_guidance_strategy_init(const bt_human_guidance_params *params);
+
 /* Chain: runs several strategies in list order; keep index is the minimum of all; when
  * several would rewind at the same token only the first counts. Takes ownership of the
  * n strategies (also on failure: they are freed). */

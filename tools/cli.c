@@ -45,10 +45,184 @@ static bt_strategy *make_debug(const cli_value *v, bt_provider *p) {
 
 static const cli_opt_def no_opts[] = {{NULL, 0, 0, 0, NULL}};
 
+/* ---- antislop ---- */
+enum { AS_SLOP, AS_SLOP_FILE, AS_REGEX, AS_REGEX_FILE, AS_HARD, AS_BUFFER, AS_NO_VARIANTS,
+       AS_WHOLE_WORD, AS_SKIP, AS_RETRIES, AS_RETRIES_TOTAL };
+static const cli_opt_def antislop_opts[] = {
+    [AS_SLOP] = {"--slop", OPT_LIST, 0, 0, "TEXT: a phrase to ban (repeatable)"},
+    [AS_SLOP_FILE] = {"--slop-file", OPT_LIST, 0, 0,
+                      "FILE: phrases, one per line or JSON ([\"a\", ...] or [[\"a\", adj], ...])"},
+    [AS_REGEX] = {"--slop-regex", OPT_LIST, 0, 0, "PCRE: a regular expression to ban (repeatable)"},
+    [AS_REGEX_FILE] = {"--slop-regex-file", OPT_LIST, 0, 0, "FILE: regular expressions, one per line"},
+    [AS_HARD] = {"--slop-hard", OPT_FLAG, 0, 0, "ban outright even where a file gives adjustments"},
+    [AS_BUFFER] = {"--keep-index-buffer", OPT_INT, 0, 1e6, "N: extra tokens held back (default 5)"},
+    [AS_NO_VARIANTS] = {"--no-variants", OPT_FLAG, 0, 0, "match case-sensitively"},
+    [AS_WHOLE_WORD] = {"--whole-word", OPT_FLAG, 0, 0, "a phrase must not match inside a longer word"},
+    [AS_SKIP] = {"--skip-tokens", OPT_INT, 0, 1e9, "N: ignore matches starting in the first N tokens"},
+    [AS_RETRIES] = {"--max-retries", OPT_INT, 1, 1e6, "N: bans at one position before rewinding further (20)"},
+    [AS_RETRIES_TOTAL] = {"--max-retries-total", OPT_INT, 1, 1e8, "N: bans per generation before letting phrases through (1000)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static bt_strategy *make_antislop(const cli_value *v, bt_provider *p) {
+    (void)p;
+    bt_strategy *s = NULL;
+    bt_phrase_list *list = bt_phrase_list_new();
+    char **res = NULL;
+    int32_t n_res = 0;
+    if (!list) return NULL;
+    bool hard = v[AS_HARD].set > 0;
+    for (int i = 0; i < v[AS_SLOP].set; i++)
+        if (bt_phrase_list_add(list, v[AS_SLOP].strs[i], strlen(v[AS_SLOP].strs[i]), 0.0f) != BT_OK)
+            goto done;
+    for (int i = 0; i < v[AS_SLOP_FILE].set; i++) {
+        bt_phrase_list *f = NULL;
+        if (bt_phrase_list_load(v[AS_SLOP_FILE].strs[i], hard, &f) != BT_OK) goto done;
+        int rc = BT_OK;
+        for (int32_t k = 0; k < bt_phrase_list_size(f) && rc == BT_OK; k++) {
+            const char *ph = bt_phrase_list_phrase(f, k);
+            rc = bt_phrase_list_add(list, ph, strlen(ph), bt_phrase_list_adjustment(f, k));
+        }
+        bt_phrase_list_free(f);
+        if (rc != BT_OK) goto done;
+    }
+    for (int i = 0; i < v[AS_REGEX_FILE].set; i++) {
+        char **more = NULL;
+        int32_t n_more = 0;
+        if (bt_regex_list_load(v[AS_REGEX_FILE].strs[i], &more, &n_more) != BT_OK) goto done;
+        char **grown = realloc(res, (size_t)(n_res + n_more) * sizeof *grown);
+        if (!grown) {
+            bt_strings_free(more, n_more);
+            goto done;
+        }
+        res = grown;
+        memcpy(res + n_res, more, (size_t)n_more * sizeof *more);
+        n_res += n_more;
+        free(more);
+    }
+    for (int i = 0; i < v[AS_REGEX].set; i++) {
+        char **grown = realloc(res, (size_t)(n_res + 1) * sizeof *grown);
+        if (!grown || !(grown[n_res] = strdup(v[AS_REGEX].strs[i]))) {
+            if (grown) res = grown;
+            goto done;
+        }
+        res = grown;
+        n_res++;
+    }
+    bt_antislop_params ap = bt_antislop_default_params();
+    ap.phrases = list;
+    ap.regexes = (const char *const *)res;
+    ap.n_regexes = n_res;
+    if (v[AS_BUFFER].set) ap.keep_index_buffer = (int32_t)v[AS_BUFFER].num;
+    ap.with_variants = v[AS_NO_VARIANTS].set == 0;
+    ap.whole_word = v[AS_WHOLE_WORD].set > 0;
+    if (v[AS_SKIP].set) ap.skip_tokens = (int32_t)v[AS_SKIP].num;
+    if (v[AS_RETRIES].set) ap.max_retries_per_position = (int32_t)v[AS_RETRIES].num;
+    if (v[AS_RETRIES_TOTAL].set) ap.max_retries_total = (int32_t)v[AS_RETRIES_TOTAL].num;
+    s = bt_antislop_strategy_init(&ap);
+done:
+    bt_phrase_list_free(list);
+    bt_strings_free(res, n_res);
+    return s;
+}
+
+/* ---- replace ---- */
+enum { RP_FIND, RP_REPLACE, RP_MAX, RP_MAX_NEW, RP_SKIP, RP_MAX_PROB };
+static const cli_opt_def replace_opts[] = {
+    [RP_FIND] = {"--find", OPT_LIST, 0, 0, "TEXT: text to find (repeatable)"},
+    [RP_REPLACE] = {"--replace", OPT_STR, 0, 0, "TEXT: what to put in its place"},
+    [RP_MAX] = {"--max-replacements", OPT_INT, 0, 1e9, "N: at most N replacements (default: no limit)"},
+    [RP_MAX_NEW] = {"--max-new-tokens-for-replace", OPT_INT, 0, 1e9,
+                    "N: replace only while the text is at most N tokens (default: no limit)"},
+    [RP_SKIP] = {"--skip-tokens", OPT_INT, 0, 1e9, "N: ignore matches starting in the first N tokens"},
+    [RP_MAX_PROB] = {"--max-prob", OPT_FLOAT, 0, 1, "P: replace only if the model gave the found text's "
+                                                    "first token p <= P (default 1)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static bt_strategy *make_replace(const cli_value *v, bt_provider *p) {
+    (void)p;
+    if (!v[RP_FIND].set || !v[RP_REPLACE].set) {
+        bt_replace_params none = bt_replace_default_params();
+        return bt_replace_strategy_init(&none); /* fails with the reason */
+    }
+    bt_replace_params rp = bt_replace_default_params();
+    rp.find = (const char *const *)v[RP_FIND].strs;
+    rp.n_find = v[RP_FIND].set;
+    rp.replace = v[RP_REPLACE].strs[0];
+    if (v[RP_MAX].set) rp.max_replacements = (int32_t)v[RP_MAX].num;
+    if (v[RP_MAX_NEW].set) rp.max_new_tokens_for_replace = (int32_t)v[RP_MAX_NEW].num;
+    if (v[RP_SKIP].set) rp.skip_tokens = (int32_t)v[RP_SKIP].num;
+    if (v[RP_MAX_PROB].set) rp.max_prob = (float)v[RP_MAX_PROB].num;
+    return bt_replace_strategy_init(&rp);
+}
+
+/* ---- creative-writing ---- */
+enum { CW_TOP_P_FLAT, CW_THRESHOLD, CW_EOS };
+static const cli_opt_def creative_opts[] = {
+    [CW_TOP_P_FLAT] = {"--top-p-flat", OPT_FLOAT, 1e-6, 1, "P: mass that defines flatness (0.65)"},
+    [CW_THRESHOLD] = {"--top-k-threshold-flat", OPT_INT, 1, 1e9,
+                      "K: flat when K or more tokens are needed to reach it (9)"},
+    [CW_EOS] = {"--eos-penalty", OPT_FLOAT, 0, 1e6, "F: end-of-text probability times F (0.8)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static bt_strategy *make_creative(const cli_value *v, bt_provider *p) {
+    (void)p;
+    bt_creative_writing_params cp = bt_creative_writing_default_params();
+    if (v[CW_TOP_P_FLAT].set) cp.top_p_flat = (float)v[CW_TOP_P_FLAT].num;
+    if (v[CW_THRESHOLD].set) cp.top_k_threshold_flat = (int32_t)v[CW_THRESHOLD].num;
+    if (v[CW_EOS].set) cp.eos_penalty = (float)v[CW_EOS].num;
+    return bt_creative_writing_strategy_init(&cp);
+}
+
+/* ---- adaptive-temperature ---- */
+static const cli_opt_def adaptive_opts[] = {
+    {"--c0", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^4 (-0.037)"},
+    {"--c1", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^3 (0.481)"},
+    {"--c2", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^2 (-2.3)"},
+    {"--c3", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H (4.917)"},
+    {"--c4", OPT_FLOAT, -1e6, 1e6, "X: constant (-1.791)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static bt_strategy *make_adaptive(const cli_value *v, bt_provider *p) {
+    (void)p;
+    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
+    for (int i = 0; i < 5; i++)
+        if (v[i].set) ap.coeffs[i] = (float)v[i].num;
+    return bt_adaptive_temperature_strategy_init(&ap);
+}
+
+/* ---- human-guidance ---- */
+enum { HG_K, HG_AUTOPASS };
+static const cli_opt_def guidance_opts[] = {
+    [HG_K] = {"--menu-k", OPT_INT, 1, 64, "K: tokens in the menu (3)"},
+    [HG_AUTOPASS] = {"--min-autopass", OPT_FLOAT, 0, 1, "P: skip the menu when the top p >= P (1.0)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static bt_strategy *make_guidance(const cli_value *v, bt_provider *p) {
+    (void)p;
+    bt_human_guidance_params hp = bt_human_guidance_default_params();
+    if (v[HG_K].set) hp.top_k = (int32_t)v[HG_K].num;
+    if (v[HG_AUTOPASS].set) hp.min_autopass = (float)v[HG_AUTOPASS].num;
+    return bt_human_guidance_strategy_init(&hp);
+}
+
 static const cli_strategy_def strategy_defs[] = {
     {"noop", "plain sampling: release every token at once, never rewind", no_opts, make_noop},
     {"debug", "show the two most probable tokens and their probabilities before each pick",
      no_opts, make_debug},
+    {"antislop", "ban phrases: rewind when one appears and ban its first token there",
+     antislop_opts, make_antislop},
+    {"replace", "find and replace while generating (e.g. </think> -> \"\\nWait, but\")",
+     replace_opts, make_replace},
+    {"creative-writing", "avoid the most probable token; rewind where the distribution is flat",
+     creative_opts, make_creative},
+    {"adaptive-temperature", "sharpen the distribution by its entropy", adaptive_opts, make_adaptive},
+    {"human-guidance", "choose tokens yourself in a terminal menu (arrows, Enter, q)",
+     guidance_opts, make_guidance},
 };
 #define N_DEFS ((int)(sizeof strategy_defs / sizeof strategy_defs[0]))
 

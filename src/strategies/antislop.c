@@ -1,0 +1,356 @@
+/*
+ * antislop.c -- ban phrases (and regular expressions) without leaving slop behind.
+ *
+ * After every token: feed its text to the phrase scan (matcher.c) and run the regexes on
+ * the unreleased text. On a match, rewind to the token holding the match's first byte and
+ * ban that token at that position only (hard), or scale its probability there (soft).
+ * Bans live in a pool sized by max_retries_total, so the loop allocates nothing.
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "matcher.h"
+
+#include <math.h>
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ban {
+    bt_token tok;
+    float    factor; /* 0: hard ban; in (0,1): soft */
+    int32_t  next;   /* next ban at the same position, -1 at the end */
+} ban;
+
+typedef struct antislop {
+    bt_antislop_params p;
+    bt__automaton *aut;
+    float         *pat_factor; /* per pattern */
+    char         **pat_text;   /* per pattern, for logs */
+    int32_t        n_pat;
+    pcre2_code   **re;
+    pcre2_match_data *md;
+    int32_t        n_re;
+    bt__scan       scan;
+    /* per position */
+    int32_t       *ban_head;
+    int32_t       *tries;
+    int32_t        max_pos;   /* positions allocated */
+    int32_t        top_ban;   /* highest position holding bans, -1 if none */
+    ban           *bans;
+    int32_t        n_bans, cap_bans;
+    bool           exhausted;
+    /* regex hold-back, valid for the scan length it was computed at */
+    int32_t        re_hold, re_hold_len, re_hold_tokens;
+    bt_antislop_stats stats;
+} antislop;
+
+bt_antislop_params bt_antislop_default_params(void) {
+    return (bt_antislop_params){.phrases = NULL, .regexes = NULL, .n_regexes = 0,
+                                .keep_index_buffer = 5, .with_variants = true,
+                                .whole_word = false, .skip_tokens = 0,
+                                .max_retries_per_position = 20, .max_retries_total = 1000};
+}
+
+/* ==== Bans ============================================================== */
+
+static bool has_ban(const antislop *a, int32_t pos, bt_token tok) {
+    for (int32_t i = a->ban_head[pos]; i >= 0; i = a->bans[i].next)
+        if (a->bans[i].tok == tok) return true;
+    return false;
+}
+
+/* Record a ban; false when the pool (max_retries_total) is used up. */
+static bool add_ban(antislop *a, int32_t pos, bt_token tok, float factor) {
+    if (a->n_bans >= a->cap_bans) return false;
+    ban *b = &a->bans[a->n_bans];
+    *b = (ban){tok, factor, a->ban_head[pos]};
+    a->ban_head[pos] = a->n_bans++;
+    a->tries[pos]++;
+    if (pos > a->top_ban) a->top_ban = pos;
+    return true;
+}
+
+/* The text after `pos` is gone; bans made for it no longer apply. */
+static void clear_after(antislop *a, int32_t pos) {
+    for (int32_t q = pos + 1; q <= a->top_ban; q++) {
+        a->ban_head[q] = -1;
+        a->tries[q] = 0;
+    }
+    if (a->top_ban > pos) a->top_ban = pos;
+}
+
+/* ==== Regexes ============================================================ */
+
+/* Run the regexes on the text from byte `from`: the earliest full match (start, end) and
+ * the earliest start of a partial match (text that may still become one). */
+static void regex_scan(antislop *a, int32_t from, bt__match *m, int32_t *hold) {
+    *hold = a->scan.len;
+    for (int32_t i = 0; i < a->n_re; i++) {
+        int rc = pcre2_match(a->re[i], (PCRE2_SPTR)a->scan.text, (PCRE2_SIZE)a->scan.len,
+                             (PCRE2_SIZE)from, PCRE2_PARTIAL_SOFT, a->md, NULL);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(a->md);
+        if (rc >= 0 && ov[1] > ov[0]) {
+            int32_t st = (int32_t)ov[0];
+            if (m->pattern < 0 || st < m->start) *m = (bt__match){a->n_pat + i, st, (int32_t)ov[1]};
+        } else if (rc == PCRE2_ERROR_PARTIAL) {
+            if ((int32_t)ov[0] < *hold) *hold = (int32_t)ov[0];
+        }
+    }
+}
+
+/* Byte where regex matches may start: the first unreleased token, past skipped ones. */
+static int32_t regex_from(const antislop *a, const bt_view *v) {
+    int32_t t = v->n_released > a->p.skip_tokens ? v->n_released : a->p.skip_tokens;
+    if (t > a->scan.n_tokens) t = a->scan.n_tokens;
+    return bt__scan_token_start(&a->scan, t);
+}
+
+/* ==== vtable ============================================================= */
+
+static int as_begin(bt_strategy *s, const bt_view *v) {
+    antislop *a = s->ctx;
+    static const char *const none[] = {NULL};
+    if (!a->aut && bt__automaton_build(none, 0, true, &a->aut) != BT_OK) return BT_ERR_NOMEM;
+    int rc = bt__scan_begin(&a->scan, a->aut, a->p.whole_word, v->max_tokens, v->provider);
+    if (rc != BT_OK) return rc;
+    a->scan.skip_tokens = a->p.skip_tokens;
+    if (a->max_pos < v->max_tokens + 1) {
+        free(a->ban_head);
+        free(a->tries);
+        a->max_pos = v->max_tokens + 1;
+        a->ban_head = malloc((size_t)a->max_pos * sizeof *a->ban_head);
+        a->tries = malloc((size_t)a->max_pos * sizeof *a->tries);
+        if (!a->ban_head || !a->tries) {
+            a->max_pos = 0;
+            return bt__fail(BT_ERR_NOMEM, "out of memory");
+        }
+    }
+    for (int32_t i = 0; i < a->max_pos; i++) a->ban_head[i] = -1, a->tries[i] = 0;
+    a->top_ban = -1;
+    a->n_bans = 0;
+    a->exhausted = false;
+    a->re_hold_len = -1;
+    memset(&a->stats, 0, sizeof a->stats);
+    return BT_OK;
+}
+
+static void as_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
+    antislop *a = s->ctx;
+    if (v->n_tokens >= a->max_pos) return;
+    for (int32_t i = a->ban_head[v->n_tokens]; i >= 0; i = a->bans[i].next)
+        if (a->bans[i].factor == 0.0f) logits[a->bans[i].tok] = -INFINITY;
+}
+
+static void as_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    antislop *a = s->ctx;
+    if (v->n_tokens >= a->max_pos) return;
+    for (int32_t i = a->ban_head[v->n_tokens]; i >= 0; i = a->bans[i].next) {
+        const ban *b = &a->bans[i];
+        float p = bt_candidates_get_p(c, b->tok);
+        if (b->factor > 0.0f && p > 0.0f) bt_candidates_set_p(c, b->tok, p * b->factor);
+    }
+}
+
+static const char *match_name(const antislop *a, int32_t pattern) {
+    if (pattern < a->n_pat) return a->pat_text[pattern];
+    return "(regex)";
+}
+
+static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
+    antislop *a = s->ctx;
+    int32_t n = v->n_tokens;
+    bool at_end = n > 0 && bt_provider_is_eog(v->provider, v->tokens[n - 1]);
+    bt__match m = bt__scan_sync(&a->scan, v, at_end);
+    if (a->n_re > 0) {
+        int32_t hold;
+        regex_scan(a, regex_from(a, v), &m, &hold);
+        a->re_hold = hold;
+        a->re_hold_len = a->scan.len;
+        a->re_hold_tokens = a->scan.n_tokens;
+    }
+    if (m.pattern < 0) return 0;
+
+    a->stats.matches++;
+    int32_t t = bt__scan_token_at(&a->scan, m.start);
+    float factor = m.pattern < a->n_pat ? a->pat_factor[m.pattern] : 0.0f;
+    if (t < v->n_released || t >= n || a->exhausted) {
+        a->stats.let_through++;
+        return 0;
+    }
+    if (factor > 0.0f) { /* soft: scale once; if the model insists, let it through */
+        if (has_ban(a, t, v->tokens[t]) || !add_ban(a, t, v->tokens[t], factor)) {
+            a->stats.let_through++;
+            return 0;
+        }
+        a->stats.soft_bans++;
+        clear_after(a, t);
+        return n - t;
+    }
+    if (a->tries[t] >= a->p.max_retries_per_position) {
+        /* Dead end at t: go one token further back if that is still possible. */
+        int32_t t2 = t - 1;
+        if (t2 < v->n_released || t2 < a->p.skip_tokens || t2 < 0 ||
+            !add_ban(a, t2, v->tokens[t2], 0.0f)) {
+            a->stats.let_through++;
+            bt__log(BT_LOG_INFO, "antislop: letting \"%s\" through at token %d (retry limit)",
+                    match_name(a, m.pattern), t);
+            return 0;
+        }
+        a->stats.rewound_further++;
+        clear_after(a, t2);
+        return n - t2;
+    }
+    if (!add_ban(a, t, v->tokens[t], 0.0f)) {
+        a->exhausted = true;
+        a->stats.let_through++;
+        bt__log(BT_LOG_WARN, "antislop: %d retries used up; letting phrases through",
+                a->p.max_retries_total);
+        return 0;
+    }
+    a->stats.hard_bans++;
+    clear_after(a, t);
+    return n - t;
+}
+
+static int32_t as_keep_index(bt_strategy *s, const bt_view *v) {
+    antislop *a = s->ctx;
+    bt__scan_sync(&a->scan, v, false); /* no-op unless another strategy rewound */
+    int32_t hold = bt__scan_hold_from(&a->scan);
+    if (a->n_re > 0) {
+        if (a->re_hold_len != a->scan.len || a->re_hold_tokens != a->scan.n_tokens) {
+            bt__match m = {-1, 0, 0};
+            regex_scan(a, regex_from(a, v), &m, &a->re_hold);
+            if (m.pattern >= 0 && m.start < a->re_hold) a->re_hold = m.start;
+            a->re_hold_len = a->scan.len;
+            a->re_hold_tokens = a->scan.n_tokens;
+        }
+        if (a->re_hold < hold) hold = a->re_hold;
+    }
+    int32_t k = bt__scan_token_at(&a->scan, hold) - a->p.keep_index_buffer;
+    return k > 0 ? k : 0;
+}
+
+static void as_reset(bt_strategy *s) {
+    antislop *a = s->ctx;
+    a->scan.n_tokens = 0;
+    a->scan.len = 0;
+}
+
+static void as_free(bt_strategy *s) {
+    antislop *a = s->ctx;
+    if (!a) return;
+    bt__automaton_free(a->aut);
+    free(a->pat_factor);
+    if (a->pat_text)
+        for (int32_t i = 0; i < a->n_pat; i++) free(a->pat_text[i]);
+    free(a->pat_text);
+    for (int32_t i = 0; i < a->n_re; i++) pcre2_code_free(a->re[i]);
+    free(a->re);
+    pcre2_match_data_free(a->md);
+    bt__scan_release(&a->scan);
+    free(a->ban_head);
+    free(a->tries);
+    free(a->bans);
+    free(a);
+}
+
+static const bt_strategy_i antislop_iface = {
+    .name = "antislop",
+    .begin = as_begin,
+    .on_logits = as_on_logits,
+    .on_probs = as_on_probs,
+    .backtrack = as_backtrack,
+    .keep_index = as_keep_index,
+    .reset = as_reset,
+    .free = as_free,
+};
+
+/* ==== Construction ======================================================= */
+
+static int compile_regexes(antislop *a, const char *const *res, int32_t n) {
+    a->re = calloc((size_t)n, sizeof *a->re);
+    if (!a->re) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++) {
+        if (!res[i]) return bt__fail(BT_ERR_INVALID_ARG, "regex %d is NULL", i);
+        int err;
+        PCRE2_SIZE off;
+        a->re[i] = pcre2_compile((PCRE2_SPTR)res[i], PCRE2_ZERO_TERMINATED,
+                                 PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &err, &off, NULL);
+        if (!a->re[i]) {
+            PCRE2_UCHAR msg[160];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            return bt__fail(BT_ERR_PARSE, "regex \"%s\" at offset %zu: %s", res[i], (size_t)off,
+                            (char *)msg);
+        }
+        a->n_re = i + 1;
+        uint32_t minlen = 0;
+        pcre2_pattern_info(a->re[i], PCRE2_INFO_MINLENGTH, &minlen);
+        if (minlen == 0)
+            return bt__fail(BT_ERR_INVALID_ARG, "regex \"%s\" can match empty text", res[i]);
+    }
+    a->md = pcre2_match_data_create(4, NULL);
+    return a->md ? BT_OK : bt__fail(BT_ERR_NOMEM, "out of memory");
+}
+
+bt_strategy *bt_antislop_strategy_init(const bt_antislop_params *params) {
+    bt_antislop_params p = params ? *params : bt_antislop_default_params();
+    if (p.keep_index_buffer < 0 || p.skip_tokens < 0 || p.max_retries_per_position < 1 ||
+        p.max_retries_total < 1 || p.n_regexes < 0 || (p.n_regexes > 0 && !p.regexes)) {
+        bt__fail(BT_ERR_INVALID_ARG, "antislop: keep_index_buffer and skip_tokens must be >= 0, "
+                                     "retry limits >= 1");
+        return NULL;
+    }
+    int32_t n_phr = bt_phrase_list_size(p.phrases);
+    if (n_phr == 0 && p.n_regexes == 0) {
+        bt__fail(BT_ERR_INVALID_ARG, "antislop needs at least one phrase or regex");
+        return NULL;
+    }
+    antislop *a = calloc(1, sizeof *a);
+    if (!a) {
+        bt__fail(BT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    a->p = p;
+    a->p.phrases = NULL; /* borrowed only during init */
+    a->p.regexes = NULL;
+    /* Phrases with adjustment 1 change nothing: leave them out of the automaton. */
+    const char **texts = malloc((size_t)(n_phr > 0 ? n_phr : 1) * sizeof *texts);
+    a->pat_factor = malloc((size_t)(n_phr > 0 ? n_phr : 1) * sizeof *a->pat_factor);
+    a->pat_text = calloc((size_t)(n_phr > 0 ? n_phr : 1), sizeof *a->pat_text);
+    a->cap_bans = p.max_retries_total;
+    a->bans = malloc((size_t)a->cap_bans * sizeof *a->bans);
+    if (!texts || !a->pat_factor || !a->pat_text || !a->bans) {
+        free(texts);
+        bt__fail(BT_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int32_t i = 0; i < n_phr; i++) {
+        float f = bt_phrase_list_adjustment(params->phrases, i);
+        if (f >= 1.0f) continue;
+        texts[a->n_pat] = bt_phrase_list_phrase(params->phrases, i);
+        a->pat_factor[a->n_pat] = f;
+        if (!(a->pat_text[a->n_pat] = strdup(texts[a->n_pat]))) {
+            free(texts);
+            bt__fail(BT_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        a->n_pat++;
+    }
+    int rc = bt__automaton_build(texts, a->n_pat, p.with_variants, &a->aut);
+    free(texts);
+    if (rc != BT_OK) goto fail;
+    if (p.n_regexes > 0 && compile_regexes(a, params->regexes, p.n_regexes) != BT_OK) goto fail;
+
+    bt_strategy *s = bt_strategy_init(&antislop_iface, a);
+    if (s) return s;
+fail:;
+    bt_strategy tmp = {&antislop_iface, a};
+    as_free(&tmp);
+    return NULL;
+}
+
+int bt_antislop_get_stats(const bt_strategy *s, bt_antislop_stats *out) {
+    if (!s || s->iface != &antislop_iface || !out)
+        return bt__fail(BT_ERR_INVALID_ARG, "not an antislop strategy");
+    *out = ((const antislop *)s->ctx)->stats;
+    return BT_OK;
+}
