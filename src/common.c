@@ -149,6 +149,65 @@ int bt_provider_tokenize(bt_provider *p, const char *text, size_t len, bool add_
     return BT_OK;
 }
 
+/* Do the texts of toks[0..n) concatenate to exactly text[0..len)? */
+static bool spells(const bt_provider *p, const bt_token *toks, int32_t n, const char *text,
+                   size_t len) {
+    size_t at = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const char *b;
+        size_t l;
+        if (bt_provider_token_text(p, toks[i], &b, &l) != BT_OK) return false;
+        if (at + l > len || memcmp(text + at, b, l) != 0) return false;
+        at += l;
+    }
+    return at == len;
+}
+
+/* The smallest k <= max_skip such that toks[k..n) spell text exactly, or -1. */
+static int32_t exact_suffix(const bt_provider *p, const bt_token *toks, int32_t n, int32_t min_skip,
+                            int32_t max_skip, const char *text, size_t len) {
+    for (int32_t k = min_skip; k <= max_skip && k < n; k++)
+        if (spells(p, toks + k, n - k, text, len)) return k;
+    return -1;
+}
+
+int bt__tokenize_exact(bt_provider *p, const char *text, bt_token **out, int32_t *n_out) {
+    size_t len = strlen(text);
+    int rc = bt_provider_tokenize(p, text, len, false, true, out, n_out);
+    if (rc != BT_OK) return rc;
+    /* A tokenizer may put a space token (or more) in front: drop up to two tokens. */
+    int32_t k = exact_suffix(p, *out, *n_out, 0, 2, text, len);
+    bt_token *toks = *out;
+    int32_t n = *n_out;
+    if (k < 0) { /* or merge that space into the first token: tokenize after a sentinel */
+        char *prefixed = malloc(len + 2);
+        bt_token *t2 = NULL;
+        int32_t n2 = 0;
+        if (prefixed) {
+            prefixed[0] = 'x';
+            memcpy(prefixed + 1, text, len + 1);
+            if (bt_provider_tokenize(p, prefixed, len + 1, false, true, &t2, &n2) == BT_OK &&
+                (k = exact_suffix(p, t2, n2, 1, 3, text, len)) > 0) {
+                free(toks);
+                toks = t2;
+                n = n2;
+            } else {
+                free(t2);
+                k = -1;
+            }
+            free(prefixed);
+        }
+    }
+    if (k < 0) {
+        bt__log(BT_LOG_WARN, "the tokens of \"%s\" do not spell it exactly", text);
+        return BT_OK;
+    }
+    memmove(toks, toks + k, (size_t)(n - k) * sizeof *toks);
+    *out = toks;
+    *n_out = n - k;
+    return BT_OK;
+}
+
 /* ==== Strategies ========================================================= */
 
 bt_strategy *bt_strategy_init(const bt_strategy_i *iface, void *ctx) {

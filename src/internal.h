@@ -21,6 +21,12 @@ void bt__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 /* True if a log callback is installed (to skip formatting work when nobody listens). */
 bool bt__log_enabled(void);
 
+/* Tokenize `text` so that the tokens' texts concatenate to exactly `text` (no BOS). Some
+ * tokenizers (SentencePiece) add a space in front of a text tokenized on its own: then the
+ * text is tokenized after a one-letter sentinel and the sentinel's token dropped. Falls
+ * back to the plain tokenization (with a warning) when neither is exact. *out: malloc'd. */
+int bt__tokenize_exact(bt_provider *p, const char *text, bt_token **out, int32_t *n_out);
+
 /* Monotonic clock in milliseconds. */
 double bt__now_ms(void);
 

@@ -46,8 +46,7 @@ static int rp_begin(bt_strategy *s, const bt_view *v) {
     r->scan.skip_tokens = r->p.skip_tokens;
     free(r->repl_toks);
     r->repl_toks = NULL;
-    rc = bt_provider_tokenize(v->provider, r->repl, strlen(r->repl), false, true, &r->repl_toks,
-                              &r->n_repl);
+    rc = bt__tokenize_exact(v->provider, r->repl, &r->repl_toks, &r->n_repl);
     if (rc != BT_OK) return rc;
     if (r->n_repl == 0) return bt__fail(BT_ERR_INVALID_ARG, "replace: the replacement has no tokens");
     if (r->max_pos < v->max_tokens + 1) {
