@@ -60,6 +60,31 @@ out=$("$bin" "${M[@]}" "${P[@]}" -n 20 -s noop -s debug --seed 1 2>/dev/null)
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] && [ ! -s "$tmp/err" ] && ok || bad "closed pipe: exit $rc $(cat "$tmp/err")"
 
+# ---- the README's strategy examples ----
+shared=$(cd "$(dirname "$0")/../.." && pwd)/shared/slop
+run_ok() { # NAME ARGS...: exit 0 and some text
+    local name=$1
+    shift
+    out=$("$bin" "${M[@]}" "$@" 2>"$tmp/err")
+    [ $? -eq 0 ] && [ ${#out} -gt 20 ] && ok || { bad "$name: $(cat "$tmp/err")"; }
+}
+run_ok "antislop favourites" "${P[@]}" -n 200 --stats -s antislop --slop Lily --slop "little girl" --slop park --slop ball
+grep -q "stats: antislop: matches=" "$tmp/err" && ok || bad "antislop stats line"
+printf 'Lily\nlittle girl\npark\nball\n' >"$tmp/bans.txt"
+run_ok "antislop file" "${P[@]}" -n 200 -s antislop --slop-file "$tmp/bans.txt" --whole-word
+if [ -f "$shared/slop_phrase_prob_adjustments_full_list.json" ]; then
+    run_ok "antislop full list" "${P[@]}" -n 200 --stats -s antislop \
+        --slop-file "$shared/slop_phrase_prob_adjustments_full_list.json" --slop-regex-file "$shared/slop_regexes.txt"
+fi
+out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 60 -s replace --find "." --replace '!\nWait, but' --max-replacements 3 2>/dev/null)
+[ "$(grep -c '^Wait, but' <<<"$out")" -eq 3 ] && ok || bad "overthinking replace: $out"
+out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 60 -s replace --find " Lily" --replace " Zed" -s replace --find " park" --replace " forest" 2>/dev/null)
+[[ "$out" == *"named Zed"* && "$out" == *"the forest"* && "$out" != *Lily* && "$out" != *park* ]] && ok || bad "chain of replaces: $out"
+run_ok "creative dragon" -p "Once upon a time, there was a dragon who was afraid of heights." -n 300 --stats -s creative-writing --eos-penalty 0.75
+run_ok "adaptive" "${P[@]}" -n 200 -s adaptive-temperature
+"$bin" "${M[@]}" "${P[@]}" -n 5 -s human-guidance </dev/null >"$tmp/out" 2>"$tmp/err"
+[ $? -eq 1 ] && grep -q "needs a terminal" "$tmp/err" && ok || bad "human-guidance without a terminal"
+
 # ---- bad inputs ----
 mkdir "$tmp/dir"
 : >"$tmp/empty.gguf"
@@ -91,6 +116,22 @@ expect_error "value missing" "needs a value" "${M[@]}" "${P[@]}" --temp
 expect_error "strategy name missing" "needs a strategy name" "${M[@]}" "${P[@]}" -s
 expect_error "chat without template" "no chat template" "${M[@]}" "${P[@]}" --chat
 expect_error "stray argument" "unexpected argument" "${M[@]}" "${P[@]}" stray
+expect_error "strategy option before -s" "put it after -s antislop" "${M[@]}" "${P[@]}" --slop x
+expect_error "option of another strategy" "belongs to 'replace'" "${M[@]}" "${P[@]}" -s antislop --find x
+expect_error "antislop without phrases" "at least one phrase" "${M[@]}" "${P[@]}" -s antislop
+expect_error "bad regex" "missing closing parenthesis" "${M[@]}" "${P[@]}" -s antislop --slop-regex "("
+expect_error "missing slop file" "cannot open" "${M[@]}" "${P[@]}" -s antislop --slop-file "$tmp/nope.json"
+printf '[["unterminated", 0.5' >"$tmp/bad.json"
+expect_error "corrupt slop JSON" "invalid JSON" "${M[@]}" "${P[@]}" -s antislop --slop-file "$tmp/bad.json"
+: >"$tmp/empty.txt"
+expect_error "empty slop file" "holds no phrase" "${M[@]}" "${P[@]}" -s antislop --slop-file "$tmp/empty.txt"
+expect_error "invalid UTF-8 phrase" "UTF-8" "${M[@]}" "${P[@]}" -s antislop --slop $'\xff'
+expect_error "replace without text" "find string and a replacement" "${M[@]}" "${P[@]}" -s replace --find x
+expect_error "invalid UTF-8 replacement" "UTF-8" "${M[@]}" "${P[@]}" -s replace --find x --replace $'\xc3('
+expect_error "replace given twice" "given twice" "${M[@]}" "${P[@]}" -s replace --replace a --replace b
+expect_error "negative retries" "--max-retries" "${M[@]}" "${P[@]}" -s antislop --slop x --max-retries 0
+expect_error "flat threshold NaN" "--top-p-flat" "${M[@]}" "${P[@]}" -s creative-writing --top-p-flat nan
+expect_error "menu-k huge" "--menu-k" "${M[@]}" "${P[@]}" -s human-guidance --menu-k 1000
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -15,7 +15,9 @@
 
 /* ==== Strategy table ====================================================== */
 
-typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_LIST, OPT_FLAG } opt_kind;
+typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_LIST, OPT_FLAG,
+               OPT_TEXT,     /* like OPT_STR, with \n \t \\ escapes  */
+               OPT_TEXT_LIST /* like OPT_LIST, with escapes            */ } opt_kind;
 
 typedef struct cli_opt_def {
     const char *name; /* "--slop" */
@@ -49,7 +51,7 @@ static const cli_opt_def no_opts[] = {{NULL, 0, 0, 0, NULL}};
 enum { AS_SLOP, AS_SLOP_FILE, AS_REGEX, AS_REGEX_FILE, AS_HARD, AS_BUFFER, AS_NO_VARIANTS,
        AS_WHOLE_WORD, AS_SKIP, AS_RETRIES, AS_RETRIES_TOTAL };
 static const cli_opt_def antislop_opts[] = {
-    [AS_SLOP] = {"--slop", OPT_LIST, 0, 0, "TEXT: a phrase to ban (repeatable)"},
+    [AS_SLOP] = {"--slop", OPT_TEXT_LIST, 0, 0, "TEXT: a phrase to ban (repeatable)"},
     [AS_SLOP_FILE] = {"--slop-file", OPT_LIST, 0, 0,
                       "FILE: phrases, one per line or JSON ([\"a\", ...] or [[\"a\", adj], ...])"},
     [AS_REGEX] = {"--slop-regex", OPT_LIST, 0, 0, "PCRE: a regular expression to ban (repeatable)"},
@@ -129,8 +131,8 @@ done:
 /* ---- replace ---- */
 enum { RP_FIND, RP_REPLACE, RP_MAX, RP_MAX_NEW, RP_SKIP, RP_MAX_PROB };
 static const cli_opt_def replace_opts[] = {
-    [RP_FIND] = {"--find", OPT_LIST, 0, 0, "TEXT: text to find (repeatable)"},
-    [RP_REPLACE] = {"--replace", OPT_STR, 0, 0, "TEXT: what to put in its place"},
+    [RP_FIND] = {"--find", OPT_TEXT_LIST, 0, 0, "TEXT: text to find (repeatable)"},
+    [RP_REPLACE] = {"--replace", OPT_TEXT, 0, 0, "TEXT: what to put in its place"},
     [RP_MAX] = {"--max-replacements", OPT_INT, 0, 1e9, "N: at most N replacements (default: no limit)"},
     [RP_MAX_NEW] = {"--max-new-tokens-for-replace", OPT_INT, 0, 1e9,
                     "N: replace only while the text is at most N tokens (default: no limit)"},
@@ -253,6 +255,28 @@ static int parse_num(const char *s, double min, double max, bool integer, double
     return 0;
 }
 
+/* A copy of s with C escapes \n \t \r \\ \" turned into their bytes (others kept). */
+static char *unescape(const char *s) {
+    char *out = malloc(strlen(s) + 1), *w = out;
+    if (!out) return NULL;
+    for (; *s; s++) {
+        if (*s != '\\' || !s[1]) {
+            *w++ = *s;
+            continue;
+        }
+        switch (*++s) {
+        case 'n': *w++ = '\n'; break;
+        case 't': *w++ = '\t'; break;
+        case 'r': *w++ = '\r'; break;
+        case '\\': *w++ = '\\'; break;
+        case '"': *w++ = '"'; break;
+        default: *w++ = '\\', *w++ = *s;
+        }
+    }
+    *w = '\0';
+    return out;
+}
+
 static const cli_strategy_def *find_def(const char *name) {
     for (int i = 0; i < N_DEFS; i++)
         if (strcmp(strategy_defs[i].name, name) == 0) return &strategy_defs[i];
@@ -261,9 +285,16 @@ static const cli_strategy_def *find_def(const char *name) {
 
 void cli_args_free(cli_args *a) {
     for (int i = 0; i < a->n_specs; i++)
-        for (int j = 0; j < CLI_MAX_OPTS; j++) free(a->specs[i].vals[j].strs);
+        for (int j = 0; j < CLI_MAX_OPTS; j++) {
+            cli_value *v = &a->specs[i].vals[j];
+            if (v->owned)
+                for (int k = 0; k < v->set; k++) free(v->strs[k]);
+            free(v->strs);
+        }
     free(a->specs);
+    free(a->parts);
     a->specs = NULL;
+    a->parts = NULL;
     a->n_specs = 0;
 }
 
@@ -392,14 +423,17 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
                 continue;
             }
             if (!val) return errf(err, cap, "%s needs a value", arg);
-            if (od->kind == OPT_STR || od->kind == OPT_LIST) {
-                if (od->kind == OPT_STR && cv->set)
+            bool text = od->kind == OPT_TEXT || od->kind == OPT_TEXT_LIST;
+            if (od->kind == OPT_STR || od->kind == OPT_LIST || text) {
+                if ((od->kind == OPT_STR || od->kind == OPT_TEXT) && cv->set)
                     return errf(err, cap, "%s given twice", arg);
                 char **ns = realloc(cv->strs, (size_t)(cv->set + 2) * sizeof *ns);
                 if (!ns) return errf(err, cap, "out of memory");
                 cv->strs = ns;
-                cv->strs[cv->set] = argv[i + 1];
+                cv->owned = text;
+                cv->strs[cv->set] = text ? unescape(val) : argv[i + 1];
                 cv->strs[cv->set + 1] = NULL;
+                if (!cv->strs[cv->set]) return errf(err, cap, "out of memory");
             } else if (parse_num(val, od->min, od->max, od->kind == OPT_INT, &cv->num) != 0) {
                 return errf(err, cap, "%s: '%s' is not %s in [%g, %g]", arg, val,
                             od->kind == OPT_INT ? "an integer" : "a number", od->min, od->max);
@@ -420,7 +454,7 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
 
 /* ==== Strategy construction ================================================== */
 
-int cli_build_strategy(const cli_args *a, bt_provider *p, bt_strategy **out, char *err,
+int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err,
                        size_t cap) {
     *out = NULL;
     if (a->n_specs == 0) {
@@ -438,11 +472,16 @@ int cli_build_strategy(const cli_args *a, bt_provider *p, bt_strategy **out, cha
             return BT_ERR_STRATEGY;
         }
     }
+    free(a->parts);
+    a->parts = malloc((size_t)a->n_specs * sizeof *a->parts);
+    if (a->parts) memcpy(a->parts, list, (size_t)a->n_specs * sizeof *list);
     if (a->n_specs == 1) {
         *out = list[0];
     } else if (!(*out = bt_chain_strategy_init(list, a->n_specs))) {
         errf(err, cap, "%s", bt_last_error());
         free(list);
+        free(a->parts);
+        a->parts = NULL;
         return BT_ERR_STRATEGY;
     }
     free(list);

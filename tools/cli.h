@@ -16,6 +16,7 @@ typedef struct cli_value {
     int     set;     /* how many times it was given */
     double  num;
     char  **strs;    /* for string options: every value given, in order */
+    int     owned;   /* strs[] were allocated (escapes processed), not argv */
 } cli_value;
 
 /* One `-s NAME [options...]` on the command line. */
@@ -34,6 +35,8 @@ typedef struct cli_args {
     int         chat, stats, verbose, help;
     cli_strategy_spec *specs;
     int         n_specs;
+    bt_strategy **parts; /* after cli_build_strategy: the n_specs strategies built, borrowed
+                            (owned by the chain or the returned strategy) */
 } cli_args;
 
 /* Parse argv. Returns 0 on success, 1 when -h was given, -1 on a bad argument with a
@@ -44,7 +47,7 @@ void cli_args_free(cli_args *a);
 
 /* Build the strategy the arguments ask for (a chain when several -s were given; noop
  * when none). Returns BT_OK or an error code with the reason in err. */
-int cli_build_strategy(const cli_args *a, bt_provider *p, bt_strategy **out, char *err,
+int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err,
                        size_t errcap);
 
 void cli_usage(FILE *f);

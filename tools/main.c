@@ -163,6 +163,17 @@ int main(int argc, char **argv) {
                 (long long)st.n_dead_ends, bt_stop_reason_name(st.stop_reason),
                 (unsigned long long)st.seed, st.t_prompt_ms, st.t_total_ms,
                 gen_ms > 0 ? (double)st.n_steps * 1000.0 / gen_ms : 0.0);
+        for (int i = 0; a.parts && i < a.n_specs; i++) {
+            bt_antislop_stats as;
+            int32_t reps = bt_replace_count(a.parts[i]);
+            if (bt_antislop_get_stats(a.parts[i], &as) == BT_OK)
+                fprintf(stderr, "stats: antislop: matches=%lld hard_bans=%lld soft_bans=%lld "
+                                "rewound_further=%lld let_through=%lld\n",
+                        (long long)as.matches, (long long)as.hard_bans, (long long)as.soft_bans,
+                        (long long)as.rewound_further, (long long)as.let_through);
+            else if (reps >= 0)
+                fprintf(stderr, "stats: replace: replacements=%d\n", reps);
+        }
     }
     if (rc != BT_OK) {
         snprintf(err, sizeof err, "%s", bt_last_error());
