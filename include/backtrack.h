@@ -221,6 +221,10 @@ typedef struct bt_view {
     int32_t         max_tokens; /* n_tokens never exceeds this in this generation         */
     int32_t         n_vocab;
     bt_provider    *provider;   /* for token_text / tokenize / is_eog                    */
+    bool            at_end;     /* in on_next_token / backtrack / keep_index: the text
+                                   ends after this token (end-of-generation token,
+                                   max_new_tokens or max_length) unless the strategy
+                                   rewinds; decide now what waits for more text         */
 } bt_view;
 
 typedef struct bt_strategy_i {

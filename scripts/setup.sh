@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # setup.sh: everything backtrack needs on a fresh Debian 12 machine, then a build.
-#   - Debian packages (compiler, CMake, npm, PCRE2, ncurses, tmux, valgrind, clang)
+#   - Debian packages (compiler, CMake, npm, PCRE2, cJSON, ncurses, tmux, valgrind, and
+#     clang with its sanitizer/fuzzer runtime)
 #   - llama.cpp v0.4.0 (scripts/get-llama.sh) and the default model (scripts/get-model.sh)
 #   - a Release-with-debug-info build in build/
 # Idempotent and quiet when everything is already there. Run as root (apt-get).
@@ -11,7 +12,7 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev libncurses-dev
-      libmicrohttpd-dev libcjson-dev tmux valgrind clang)
+      libmicrohttpd-dev libcjson-dev tmux valgrind clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

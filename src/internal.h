@@ -74,6 +74,12 @@ int32_t bt__candidates_filter(bt_candidates *c, const float *logits, int32_t top
  * (negative or NaN p count as 0; an infinite p wins). -1 if the total is 0. Pure. */
 int32_t bt__candidates_draw(const bt_candidates *c, double u);
 
+/* ---- phrase and regex lists from memory (phrase_list.c); `name` is for messages ---- */
+int bt__phrase_list_parse(const char *name, const char *text, size_t len, bool hard,
+                          bt_phrase_list **out);
+int bt__regex_list_parse(const char *name, const char *text, size_t len, char ***out,
+                         int32_t *n);
+
 /* ---- random numbers (rng.c-style, in sampler.c) ---- */
 
 typedef struct bt__rng { uint64_t s[4]; } bt__rng;

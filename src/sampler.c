@@ -320,6 +320,9 @@ static int run(gen *g) {
         g->st->n_steps++;
         g->seq[g->n_prompt + g->n_cont++] = next;
         refresh_view(g);
+        g->view.at_end = bt_provider_is_eog(prov, next) ||
+                         (P->max_new_tokens > 0 && g->n_cont >= P->max_new_tokens) ||
+                         g->n_prompt + g->n_cont >= max_total;
         if (strat && strat->iface->on_next_token)
             strat->iface->on_next_token(strat, &g->view, &s->cands);
 
@@ -328,6 +331,7 @@ static int run(gen *g) {
             return rc;
         }
         release_upto(g, keep_index(g));
+        g->view.at_end = false;
         if (g->stopped_by_caller) {
             g->st->stop_reason = BT_STOP_CALLER;
             return BT_OK;

@@ -209,6 +209,17 @@ static void test_antislop_whole_word(void) {
     CHECK_EQ_INT(run(&m2, s, 1, 10, &k3, &st), BT_OK);
     CHECK_STR(k3.text, " the");
     bt_strategy_free(s);
+    /* ... and so is one that max_new_tokens ends (found by fuzz_loop) */
+    model m3;
+    init_model(&m3);
+    row(&m3, 0, X, -1, -1, -1);
+    row(&m3, 1, BALL, THE, -1, -1);
+    row(&m3, 2, OON, -1, -1, -1);
+    s = antislop(ph, NULL, 1, whole_word);
+    sink k4 = {0};
+    CHECK_EQ_INT(run(&m3, s, 1, 2, &k4, &st), BT_OK);
+    CHECK_STR(k4.text, "x the");
+    bt_strategy_free(s);
 }
 
 static void test_antislop_one_position_only(void) {

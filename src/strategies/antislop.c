@@ -158,8 +158,7 @@ static const char *match_name(const antislop *a, int32_t pattern) {
 static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
     antislop *a = s->ctx;
     int32_t n = v->n_tokens;
-    bool at_end = n > 0 && bt_provider_is_eog(v->provider, v->tokens[n - 1]);
-    bt__match m = bt__scan_sync(&a->scan, v, at_end);
+    bt__match m = bt__scan_sync(&a->scan, v, v->at_end);
     if (a->n_re > 0) {
         int32_t hold;
         regex_scan(a, regex_from(a, v), &m, &hold);

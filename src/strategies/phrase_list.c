@@ -178,24 +178,16 @@ static int load_lines(const char *path, const char *text, size_t len, bt_phrase_
     return BT_OK;
 }
 
-int bt_phrase_list_load(const char *path, bool hard, bt_phrase_list **out) {
+int bt__phrase_list_parse(const char *name, const char *text, size_t len, bool hard,
+                          bt_phrase_list **out) {
     *out = NULL;
-    if (!path) return bt__fail(BT_ERR_INVALID_ARG, "no path");
-    char *text;
-    size_t len;
-    int rc = slurp(path, &text, &len);
-    if (rc != BT_OK) return rc;
     bt_phrase_list *l = bt_phrase_list_new();
-    if (!l) {
-        free(text);
-        return BT_ERR_NOMEM;
-    }
+    if (!l) return BT_ERR_NOMEM;
     size_t k = 0;
     while (k < len && (text[k] == ' ' || text[k] == '\t' || text[k] == '\r' || text[k] == '\n')) k++;
-    if (k < len && text[k] == '[') rc = load_json(path, text, len, hard, l);
-    else rc = load_lines(path, text, len, l);
-    free(text);
-    if (rc == BT_OK && l->n == 0) rc = bt__fail(BT_ERR_PARSE, "'%s' holds no phrase", path);
+    int rc = (k < len && text[k] == '[') ? load_json(name, text, len, hard, l)
+                                        : load_lines(name, text, len, l);
+    if (rc == BT_OK && l->n == 0) rc = bt__fail(BT_ERR_PARSE, "'%s' holds no phrase", name);
     if (rc != BT_OK) {
         bt_phrase_list_free(l);
         return rc;
@@ -204,19 +196,29 @@ int bt_phrase_list_load(const char *path, bool hard, bt_phrase_list **out) {
     return BT_OK;
 }
 
+int bt_phrase_list_load(const char *path, bool hard, bt_phrase_list **out) {
+    *out = NULL;
+    if (!path) return bt__fail(BT_ERR_INVALID_ARG, "no path");
+    char *text;
+    size_t len;
+    int rc = slurp(path, &text, &len);
+    if (rc != BT_OK) return rc;
+    rc = bt__phrase_list_parse(path, text, len, hard, out);
+    free(text);
+    return rc;
+}
+
 void bt_strings_free(char **list, int32_t n) {
     if (!list) return;
     for (int32_t i = 0; i < n; i++) free(list[i]);
     free(list);
 }
 
-int bt_regex_list_load(const char *path, char ***out, int32_t *n_out) {
+int bt__regex_list_parse(const char *path, const char *text, size_t len, char ***out,
+                         int32_t *n_out) {
     *out = NULL;
     *n_out = 0;
-    char *text;
-    size_t len;
-    int rc = slurp(path, &text, &len);
-    if (rc != BT_OK) return rc;
+    int rc = BT_OK;
     char **list = NULL;
     int32_t n = 0, line = 0;
     for (size_t i = 0; i < len;) {
@@ -259,7 +261,6 @@ int bt_regex_list_load(const char *path, char ***out, int32_t *n_out) {
         }
         i = j + 1;
     }
-    free(text);
     if (rc == BT_OK && n == 0) rc = bt__fail(BT_ERR_PARSE, "'%s' holds no regular expression", path);
     if (rc != BT_OK) {
         bt_strings_free(list, n);
@@ -268,4 +269,16 @@ int bt_regex_list_load(const char *path, char ***out, int32_t *n_out) {
     *out = list;
     *n_out = n;
     return BT_OK;
+}
+
+int bt_regex_list_load(const char *path, char ***out, int32_t *n_out) {
+    *out = NULL;
+    *n_out = 0;
+    char *text;
+    size_t len;
+    int rc = slurp(path, &text, &len);
+    if (rc != BT_OK) return rc;
+    rc = bt__regex_list_parse(path, text, len, out, n_out);
+    free(text);
+    return rc;
 }
