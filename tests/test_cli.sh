@@ -85,6 +85,14 @@ run_ok "adaptive" "${P[@]}" -n 200 -s adaptive-temperature
 "$bin" "${M[@]}" "${P[@]}" -n 5 -s human-guidance </dev/null >"$tmp/out" 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "needs a terminal" "$tmp/err" && ok || bad "human-guidance without a terminal"
 
+# ---- big, odd but valid inputs: documented graceful behaviour (exit 0) ----
+seq 1000000 | sed 's/^/zq phrase /' >"$tmp/million.txt"
+run_ok "1,000,000 phrases" "${P[@]}" -n 50 -s antislop --slop-file "$tmp/million.txt" --slop Lily
+long=$(head -c 20000 /dev/zero | tr '\0' 'a')
+run_ok "phrase longer than the context" "${P[@]}" -c 128 -n 50 -s antislop --slop "$long"
+out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 40 -s antislop --slop Lily --slop Lily --slop LILY 2>/dev/null)
+[ $? -eq 0 ] && [[ "$out" != *Lily* ]] && ok || bad "duplicate phrases: $out"
+
 # ---- bad inputs ----
 mkdir "$tmp/dir"
 : >"$tmp/empty.gguf"
