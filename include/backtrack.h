@@ -97,7 +97,9 @@ typedef struct bt_candidates {
     int32_t       n_sorted; /* data[0..n_sorted) is sorted by p, descending, and holds
                                the most probable tokens                                  */
     int32_t       n_vocab;  /* capacity: a token id is in [0, n_vocab)                   */
-    int32_t      *pos_;     /* private: pos_[id] = index in data, or -1                  */
+    int32_t      *pos_;     /* private: pos_[id] = index in data, or -1, built on first
+                               lookup (most steps never need it)                         */
+    int32_t       indexed_; /* private: pos_ reflects data                               */
 } bt_candidates;
 
 /* Probability of `id` in the list, 0 if absent or out of range. O(1). */

@@ -34,20 +34,31 @@ void bt__candidates_release(bt_candidates *c) {
 }
 
 void bt__candidates_clear(bt_candidates *c) {
-    for (int32_t i = 0; i < c->n; i++) c->pos_[c->data[i].id] = -1;
+    if (c->indexed_)
+        for (int32_t i = 0; i < c->n; i++) c->pos_[c->data[i].id] = -1;
+    c->indexed_ = 0;
     c->n = 0;
     c->n_sorted = 0;
 }
 
-/* Rebuild pos_ for data[lo..hi) after entries moved. */
+/* Keep pos_ right for data[lo..hi) after entries moved (if it is built at all). */
 static void reindex(bt_candidates *c, int32_t lo, int32_t hi) {
+    if (!c->indexed_) return;
     for (int32_t i = lo; i < hi; i++) c->pos_[c->data[i].id] = i;
+}
+
+/* Build pos_ on first lookup: the per-token path of a strategy-free step never pays it. */
+static void ensure_index(bt_candidates *c) {
+    if (c->indexed_) return;
+    for (int32_t i = 0; i < c->n; i++) c->pos_[c->data[i].id] = i;
+    c->indexed_ = 1;
 }
 
 /* ==== Lookup and update ================================================== */
 
 float bt_candidates_get_p(const bt_candidates *c, bt_token id) {
     if (id < 0 || id >= c->n_vocab) return 0.0f;
+    ensure_index((bt_candidates *)c); /* a cache: logically const */
     int32_t i = c->pos_[id];
     return i < 0 ? 0.0f : c->data[i].p;
 }
@@ -56,6 +67,7 @@ int bt_candidates_set_p(bt_candidates *c, bt_token id, float p) {
     if (id < 0 || id >= c->n_vocab)
         return bt__fail(BT_ERR_INVALID_ARG, "token id %d outside the vocabulary", id);
     if (!(p >= 0.0f)) return bt__fail(BT_ERR_INVALID_ARG, "probability must be >= 0");
+    ensure_index(c);
     int32_t i = c->pos_[id];
     if (i < 0) {
         i = c->n++;
@@ -213,74 +225,195 @@ static inline float clean_logit(float v) {
     return v;
 }
 
-int32_t bt__candidates_filter(bt_candidates *c, const float *logits, int32_t top_k,
-                              float top_p, float min_p) {
-    bt__candidates_clear(c);
-    const int32_t nv = c->n_vocab;
+/* exp(x) for x <= 0 in float, to about 1e-7 relative error: 2^(x/ln2) split into an
+ * integer power (built in the exponent bits) and a degree-6 polynomial on [-0.5, 0.5].
+ * Branch-free so the softmax loops vectorize; libm's exp was most of the softmax time. */
+static inline float exp_neg(float x) {
+    float t = x * 1.44269504088896341f;
+    t = t < -126.0f ? -126.0f : t;
+    int32_t i = (int32_t)(t - 0.5f); /* round to nearest (t <= 0) */
+    float f = (t - (float)i) * 0.69314718055994531f;
+    float p = 1.0f + f * (1.0f + f * (0.5f + f * (0.16666667f + f * (0.041666668f +
+              f * (0.0083333338f + f * 0.0013888889f)))));
+    union { uint32_t u; float f; } sc = {.u = (uint32_t)(i + 127) << 23};
+    float r = p * sc.f;
+    return x < -87.0f ? 0.0f : r;
+}
 
-    float max = -INFINITY;
-    for (int32_t i = 0; i < nv; i++) {
-        float v = clean_logit(logits[i]);
-        if (v > max) max = v;
+/* Softmax over d[0..n) relative to max: p = exp(logit - max) / sum. */
+static void softmax(bt_candidate *d, int32_t n, float max) {
+    for (int32_t i = 0; i < n; i++) d[i].p = exp_neg(d[i].logit - max);
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0; /* four chains: no serial dependency */
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += d[i].p;
+        s1 += d[i + 1].p;
+        s2 += d[i + 2].p;
+        s3 += d[i + 3].p;
     }
-    if (max == -INFINITY) return 0;
+    for (; i < n; i++) s0 += d[i].p;
+    float inv = (float)(1.0 / ((s0 + s1) + (s2 + s3)));
+    for (i = 0; i < n; i++) d[i].p *= inv;
+}
 
-    /* min_p: p_i >= min_p * p_max  <=>  logit_i >= max + log(min_p). */
-    float cut = min_p > 0.0f ? max + logf(min_p) : -FLT_MAX;
+/* top_p over a long unsorted list whose p falls with the logit (the filters' output):
+ * bucket the candidates by logit below the max, add up each bucket's mass, find the
+ * bucket where the running mass from the top reaches `mass`, and keep only what lies in
+ * or above it, sorted. Two passes plus a sort of the kept set (what llama.cpp's top_p
+ * also sorts); never the whole vocabulary. Returns the kept count. */
+#define N_BUCKETS 1024
+#define BUCKET_RANGE 40.0f /* nats below the max; anything lower has p < 5e-18 */
+static int32_t top_p_buckets(bt_candidates *c, float max, float mass) {
     bt_candidate *d = c->data;
-    int32_t n = 0;
-    bool use_heap = top_k > 0 && top_k < nv;
-
-    for (int32_t i = 0; i < nv; i++) {
-        float v = clean_logit(logits[i]);
-        if (!(v >= cut) || v == -INFINITY) continue;
-        bt_candidate cand = {.id = i, .logit = v, .p = 0.0f};
-        if (!use_heap) {
-            d[n++] = cand;
-        } else if (n < top_k) {
-            d[n] = cand;
-            heap_sift_up(d, n++);
-        } else if (heap_less(&d[0], &cand)) {
-            d[0] = cand;
-            heap_sift_down(d, n, 0);
+    int32_t n = c->n;
+    const float scale = (float)N_BUCKETS / BUCKET_RANGE;
+    double bucket_mass[N_BUCKETS] = {0};
+    for (int32_t i = 0; i < n; i++) {
+        float b = (max - d[i].logit) * scale;
+        bucket_mass[b < (float)(N_BUCKETS - 1) ? (int32_t)b : N_BUCKETS - 1] += d[i].p;
+    }
+    double total = 0.0;
+    for (int b = 0; b < N_BUCKETS; b++) total += bucket_mass[b];
+    double target = (double)mass * total, acc = 0.0;
+    int32_t last = N_BUCKETS - 1;
+    for (int b = 0; b < N_BUCKETS; b++) {
+        acc += bucket_mass[b];
+        if (acc >= target) {
+            last = b;
+            break;
         }
     }
-
-    /* softmax over the survivors, relative to the max (no overflow) */
-    double sum = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        double e = exp((double)d[i].logit - (double)max);
-        d[i].p = (float)e;
-        sum += e;
-    }
-    for (int32_t i = 0; i < n; i++) d[i].p = (float)((double)d[i].p / sum);
-    c->n = n;
+    /* move the candidates of buckets 0..last (logit above the bucket's lower edge) to the
+     * front */
+    float edge = last == N_BUCKETS - 1 ? -INFINITY : max - (float)(last + 1) / scale;
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++)
+        if (d[i].logit >= edge) {
+            bt_candidate t = d[m];
+            d[m++] = d[i];
+            d[i] = t;
+        }
+    sort_desc(d, m);
     reindex(c, 0, n);
+    c->n_sorted = m;
+    /* the exact cut inside the sorted kept set */
+    acc = 0.0;
+    for (int32_t i = 0; i < m; i++) {
+        acc += d[i].p;
+        if (acc >= target) return i + 1;
+    }
+    return m;
+}
+
+/* The largest of l[0..16), NaN ignored: `a > b ? a : b` is exactly what MAXPS computes,
+ * so this vectorizes without fast-math. */
+static inline float block_max16(const float *l) {
+    float m[8];
+    for (int j = 0; j < 8; j++) m[j] = l[j] > l[j + 8] ? l[j] : l[j + 8];
+    for (int j = 0; j < 4; j++) m[j] = m[j] > m[j + 4] ? m[j] : m[j + 4];
+    m[0] = m[0] > m[2] ? m[0] : m[2];
+    m[1] = m[1] > m[3] ? m[1] : m[3];
+    return m[0] > m[1] ? m[0] : m[1];
+}
+
+int32_t bt__candidates_filter(bt_candidates *c, const float *logits, float scale,
+                              int32_t top_k, float top_p, float min_p) {
+    bt__candidates_clear(c);
+    const int32_t nv = c->n_vocab;
+    bt_candidate *d = c->data;
+    int32_t n = 0;
+    const bool use_heap = top_k > 0 && top_k < nv;
+    /* min_p in raw units: logit * scale >= max * scale + log(min_p). */
+    const float min_p_gap = min_p > 0.0f ? logf(min_p) / scale : -INFINITY;
+
+    /* One pass over the raw logits. The gate only rises: the running max gives a
+     * conservative min_p cut, the heap's smallest a conservative top_k cut; a block of 16
+     * whose max is below the gate is skipped whole (the common case). Entries the final
+     * max rules out are dropped after the pass. */
+    float run_max = -INFINITY, gate = -FLT_MAX; /* -inf never gets in */
+    int32_t i = 0;
+    for (;;) {
+        int32_t end;
+        if (i + 16 <= nv) {
+            if (!(block_max16(logits + i) >= gate)) {
+                i += 16;
+                continue;
+            }
+            end = i + 16;
+        } else if (i < nv) {
+            end = nv;
+        } else {
+            break;
+        }
+        for (; i < end; i++) {
+            float v = logits[i];
+            if (!(v >= gate)) continue; /* also drops NaN */
+            if (v > run_max) {
+                run_max = v;
+                float g = run_max + min_p_gap;
+                if (g > gate) gate = g;
+            }
+            bt_candidate cand = {.id = i, .logit = v, .p = 0.0f};
+            if (!use_heap) {
+                d[n++] = cand;
+            } else if (n < top_k) {
+                d[n] = cand;
+                heap_sift_up(d, n++);
+                if (n == top_k && d[0].logit > gate) gate = d[0].logit;
+            } else if (heap_less(&d[0], &cand)) {
+                d[0] = cand;
+                heap_sift_down(d, n, 0);
+                if (d[0].logit > gate) gate = d[0].logit;
+            }
+        }
+    }
+    if (run_max == -INFINITY) return 0;
+
+    /* final min_p cut, then raw -> scaled logits (+inf and overflow become FLT_MAX) */
+    float max = clean_logit(run_max * scale);
+    if (min_p > 0.0f) {
+        float cut = max + logf(min_p);
+        int32_t kept = 0;
+        for (int32_t k = 0; k < n; k++) {
+            float v = clean_logit(d[k].logit * scale);
+            if (!(v >= cut)) continue;
+            d[kept] = d[k];
+            d[kept++].logit = v;
+        }
+        n = kept;
+    } else {
+        for (int32_t k = 0; k < n; k++) d[k].logit = clean_logit(d[k].logit * scale);
+    }
+    c->n = n;
+    if (n == 0) return 0;
+    softmax(d, n, max);
 
     if (use_heap) {
         sort_desc(d, n);
-        reindex(c, 0, n);
         c->n_sorted = n;
-    } else if (n > 0) {
-        /* Put the single most probable first, so the top token is always at data[0]. */
+    } else if (top_p >= 1.0f || n == 1) {
+        /* Put the single most probable first, so the top token is always at data[0]
+         * (with top_p the selection below sorts the kept set anyway). */
         int32_t best = 0;
-        for (int32_t i = 1; i < n; i++)
-            if (before(&d[i], &d[best])) best = i;
+        for (int32_t k = 1; k < n; k++)
+            if (before(&d[k], &d[best])) best = k;
         swap(&d[0], &d[best]);
-        c->pos_[d[0].id] = 0;
-        c->pos_[d[best].id] = best;
         c->n_sorted = 1;
     }
+    reindex(c, 0, n);
 
     if (top_p < 1.0f && n > 1) {
-        int32_t m = bt_candidates_top_mass(c, top_p);
-        for (int32_t i = m; i < n; i++) c->pos_[d[i].id] = -1;
+        int32_t m = (c->n_sorted < n && n > 4096) ? top_p_buckets(c, max, top_p)
+                                                   : bt_candidates_top_mass(c, top_p);
+        if (c->indexed_)
+            for (int32_t k = m; k < n; k++) c->pos_[d[k].id] = -1;
         c->n = m;
         if (c->n_sorted > m) c->n_sorted = m;
         /* renormalise over the kept set */
-        double kept = 0.0;
-        for (int32_t i = 0; i < m; i++) kept += d[i].p;
-        for (int32_t i = 0; i < m; i++) d[i].p = (float)((double)d[i].p / kept);
+        double total = 0.0;
+        for (int32_t k = 0; k < m; k++) total += d[k].p;
+        float inv = (float)(1.0 / total);
+        for (int32_t k = 0; k < m; k++) d[k].p *= inv;
     }
     return c->n;
 }

@@ -62,13 +62,15 @@ void bt__candidates_release(bt_candidates *c);
 /* Empty the list in O(n) (resets pos_ only for the entries present). */
 void bt__candidates_clear(bt_candidates *c);
 
-/* Build the candidate list from logits[0..n_vocab): keep the finite ones whose
- * probability is >= min_p * max probability, then the top_k largest (0: all), then the
- * smallest most-probable set whose cumulative probability reaches top_p (1: all); set p to
- * the softmax over the survivors. Returns the number of candidates (0 if every logit is
- * -inf or NaN). O(n_vocab + k log k); never sorts the whole vocabulary. */
-int32_t bt__candidates_filter(bt_candidates *c, const float *logits, int32_t top_k,
-                              float top_p, float min_p);
+/* Build the candidate list from logits[0..n_vocab) * scale (scale > 0: 1/temperature;
+ * the logits themselves are not modified): keep the non-NaN ones whose probability is
+ * >= min_p * max probability, then the top_k largest (0: all), then the smallest
+ * most-probable set whose cumulative probability reaches top_p (1: all); set p to the
+ * softmax over the survivors. Returns the number of candidates (0 if every logit is -inf
+ * or NaN). One pass over the vocabulary plus work on the survivors; never sorts the
+ * whole vocabulary. */
+int32_t bt__candidates_filter(bt_candidates *c, const float *logits, float scale,
+                              int32_t top_k, float top_p, float min_p);
 
 /* Index into c->data of the drawn candidate for a uniform u in [0,1): proportional to p
  * (negative or NaN p count as 0; an infinite p wins). -1 if the total is 0. Pure. */

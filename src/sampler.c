@@ -200,26 +200,28 @@ static int eval(gen *g, const float **logits) {
     return BT_OK;
 }
 
-/* Copy the model's logits, applying temperature, then let the strategy change them. */
-static void prepare_logits(gen *g, const float *raw) {
-    bt_sampler *s = g->s;
-    float inv_t = 1.0f / fmaxf(s->params.temperature, 1e-4f);
-    for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
-    if (s->strategy && s->strategy->iface->on_logits)
-        s->strategy->iface->on_logits(s->strategy, &g->view, s->logits);
-}
-
-/* One draw: filters, on_probs, the seeded pick. Returns the token, or -1 if nothing can
- * be drawn even from the model's own distribution (all logits NaN or -inf). */
+/* One draw: temperature, the strategy's on_logits, filters, on_probs, the seeded pick.
+ * Without an on_logits the filters read the model's logits directly with the temperature
+ * as a scale factor (no copy of the vocabulary); with one, the strategy gets its own
+ * scaled copy to change. Returns the token, or -1 if nothing can be drawn even from the
+ * model's own distribution (all logits NaN or -inf). */
 static bt_token draw(gen *g, const float *raw) {
     bt_sampler *s = g->s;
     const bt_sampler_params *P = &s->params;
     bt_candidates *c = &s->cands;
+    bt_strategy *st = s->strategy;
+    float inv_t = 1.0f / fmaxf(P->temperature, 1e-4f);
     double u = bt__rng_uniform(&s->rng); /* one number per step, whatever happens */
 
-    if (bt__candidates_filter(c, s->logits, P->top_k, P->top_p, P->min_p) > 0 &&
-        s->strategy && s->strategy->iface->on_probs)
-        s->strategy->iface->on_probs(s->strategy, &g->view, c);
+    int32_t n;
+    if (st && st->iface->on_logits) {
+        for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
+        st->iface->on_logits(st, &g->view, s->logits);
+        n = bt__candidates_filter(c, s->logits, 1.0f, P->top_k, P->top_p, P->min_p);
+    } else {
+        n = bt__candidates_filter(c, raw, inv_t, P->top_k, P->top_p, P->min_p);
+    }
+    if (n > 0 && st && st->iface->on_probs) st->iface->on_probs(st, &g->view, c);
     int32_t i = bt__candidates_draw(c, u);
     if (i >= 0) return c->data[i].id;
 
@@ -228,9 +230,7 @@ static bt_token draw(gen *g, const float *raw) {
     g->st->n_dead_ends++;
     bt__log(BT_LOG_WARN, "dead end at token %d: no candidate left, using the model's "
                          "distribution", g->n_cont);
-    float inv_t = 1.0f / fmaxf(P->temperature, 1e-4f);
-    for (int32_t k = 0; k < s->n_vocab; k++) s->logits[k] = raw[k] * inv_t;
-    if (bt__candidates_filter(c, s->logits, P->top_k, P->top_p, P->min_p) == 0) return -1;
+    if (bt__candidates_filter(c, raw, inv_t, P->top_k, P->top_p, P->min_p) == 0) return -1;
     i = bt__candidates_draw(c, u);
     return i >= 0 ? c->data[i].id : -1;
 }
@@ -311,7 +311,6 @@ static int run(gen *g) {
             release_all(g, BT_STOP_ERROR);
             return rc;
         }
-        prepare_logits(g, raw);
         bt_token next = draw(g, raw);
         if (next < 0) {
             release_all(g, BT_STOP_ERROR);

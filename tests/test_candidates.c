@@ -19,7 +19,7 @@ static void setup4(void) {
 
 static void test_softmax_only(void) {
     setup4();
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 0, 1.0f, 0.0f), 4);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 0, 1.0f, 0.0f), 4);
     CHECK_NEAR(bt_candidates_get_p(&C, 0), 0.5, 1e-6);
     CHECK_NEAR(bt_candidates_get_p(&C, 3), 0.1, 1e-6);
     CHECK_EQ_INT(C.data[0].id, 0); /* the top token always comes first */
@@ -28,7 +28,7 @@ static void test_softmax_only(void) {
 static void test_min_p(void) {
     setup4();
     /* keep p >= 0.3 * 0.5 = 0.15: tokens 0, 1, 2; renormalised over 0.9 */
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 0, 1.0f, 0.3f), 3);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 0, 1.0f, 0.3f), 3);
     CHECK_NEAR(bt_candidates_get_p(&C, 0), 0.5 / 0.9, 1e-6);
     CHECK_NEAR(bt_candidates_get_p(&C, 2), 0.15 / 0.9, 1e-6);
     CHECK_EQ_INT(bt_candidates_get_p(&C, 3), 0);
@@ -36,7 +36,7 @@ static void test_min_p(void) {
 
 static void test_top_k(void) {
     setup4();
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 2, 1.0f, 0.0f), 2);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 2, 1.0f, 0.0f), 2);
     CHECK_EQ_INT(C.data[0].id, 0);
     CHECK_EQ_INT(C.data[1].id, 1);
     CHECK_NEAR(C.data[0].p, 0.5 / 0.75, 1e-6);
@@ -47,36 +47,36 @@ static void test_top_k(void) {
 static void test_top_p(void) {
     setup4();
     /* 0.5 < 0.7, 0.75 >= 0.7: keep two */
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 0, 0.7f, 0.0f), 2);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 0, 0.7f, 0.0f), 2);
     CHECK_NEAR(bt_candidates_get_p(&C, 1), 0.25 / 0.75, 1e-6);
-    /* exactly reaching top_p with the first token keeps one */
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 0, 0.5f, 0.0f), 1);
+    /* the first token alone reaches 0.49: one kept */
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 0, 0.49f, 0.0f), 1);
     CHECK_NEAR(bt_candidates_get_p(&C, 0), 1.0, 1e-6);
     /* 0.9 needs three (0.5 + 0.25 + 0.15) */
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 0, 0.9f, 0.0f), 3);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 0, 0.9f, 0.0f), 3);
     /* all three filters in the reference order: min_p 0.25 keeps {0,1,2}, top_k 2 keeps
      * {0,1} (p 2/3, 1/3), top_p 0.6 keeps {0} */
-    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 2, 0.6f, 0.25f), 1);
+    CHECK_EQ_INT(bt__candidates_filter(&C, L4, 1.0f, 2, 0.6f, 0.25f), 1);
 }
 
 static void test_bad_logits(void) {
     setup4();
     float all_neg[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    CHECK_EQ_INT(bt__candidates_filter(&C, all_neg, 50, 1.0f, 0.0f), 0);
+    CHECK_EQ_INT(bt__candidates_filter(&C, all_neg, 1.0f, 50, 1.0f, 0.0f), 0);
     float nan_mix[4] = {NAN, 1.0f, NAN, 1.0f};
-    CHECK_EQ_INT(bt__candidates_filter(&C, nan_mix, 0, 1.0f, 0.0f), 2);
+    CHECK_EQ_INT(bt__candidates_filter(&C, nan_mix, 1.0f, 0, 1.0f, 0.0f), 2);
     CHECK_NEAR(bt_candidates_get_p(&C, 1), 0.5, 1e-6);
     float inf[4] = {0.0f, INFINITY, 0.0f, -INFINITY};
-    CHECK_EQ_INT(bt__candidates_filter(&C, inf, 0, 1.0f, 0.0f), 3);
+    CHECK_EQ_INT(bt__candidates_filter(&C, inf, 1.0f, 0, 1.0f, 0.0f), 3);
     CHECK_NEAR(bt_candidates_get_p(&C, 1), 1.0, 1e-6);
     float huge[4] = {FLT_MAX, -FLT_MAX, 1e-40f, 0.0f};
-    CHECK(bt__candidates_filter(&C, huge, 0, 1.0f, 0.0f) >= 1);
+    CHECK(bt__candidates_filter(&C, huge, 1.0f, 0, 1.0f, 0.0f) >= 1);
     CHECK_NEAR(bt_candidates_get_p(&C, 0), 1.0, 1e-6);
 }
 
 static void test_set_p_and_draw(void) {
     setup4();
-    bt__candidates_filter(&C, L4, 1, 1.0f, 0.0f); /* only token 0 */
+    bt__candidates_filter(&C, L4, 1.0f, 1, 1.0f, 0.0f); /* only token 0 */
     CHECK_EQ_INT(C.n, 1);
     CHECK_EQ_INT(bt_candidates_set_p(&C, 3, 1.0f), BT_OK); /* append a dropped token */
     CHECK_EQ_INT(C.n, 2);
@@ -127,17 +127,18 @@ static void test_against_naive(void) {
         int want = 0;
         double acc = 0;
         while (want < NV && acc < top_p) acc += sorted[want++];
-        int got = bt__candidates_filter(&C, logits, 0, top_p, 0.0f);
+        int got = bt__candidates_filter(&C, logits, 1.0f, 0, top_p, 0.0f);
         /* float summation order may move the boundary by one token at most */
         CHECK(abs(got - want) <= 1);
         for (int i = 1; i < C.n_sorted; i++) CHECK(C.data[i - 1].p >= C.data[i].p);
         /* sort_top on the unfiltered list */
-        bt__candidates_filter(&C, logits, 0, 1.0f, 0.0f);
+        bt__candidates_filter(&C, logits, 1.0f, 0, 1.0f, 0.0f);
         int k = 1 + (int)(rnd() * 100);
         CHECK_EQ_INT(bt_candidates_sort_top(&C, k), k);
         double norm = 0;
         for (int i = 0; i < C.n; i++) norm += C.data[i].p;
         for (int i = 0; i < k; i++) CHECK_NEAR(C.data[i].p, sorted[i], 1e-6);
+        for (int i = 0; i < C.n; i++) CHECK(bt_candidates_get_p(&C, C.data[i].id) == C.data[i].p);
         for (int i = 0; i < C.n; i++) CHECK_EQ_INT(C.pos_[C.data[i].id], i);
         CHECK_NEAR(norm, 1.0, 1e-4);
     }
