@@ -10,7 +10,22 @@
 
 #define NONE (-1)
 
+/* One state of the compact automaton. States are numbered in breadth-first order, so
+ * the children of a state are consecutive: [first, first + n_child), and their edge bytes
+ * sit side by side in edge[] (a lookup reads one short run of bytes). Shallow states,
+ * where most walks end, come first and stay in cache. */
+typedef struct ac_state {
+    int32_t  first;   /* first child */
+    int32_t  n_child;
+    int32_t  fail;
+    int32_t  depth;
+    int32_t  out;     /* pattern ending exactly here, or NONE */
+    int32_t  dict;    /* nearest state in the fail chain with out != NONE */
+} ac_state;
+
 struct bt__automaton {
+    ac_state *st;         /* compact form, after the build */
+    uint8_t  *edge;       /* per state: the byte on the edge into it */
     int32_t  n;           /* states; 0 is the root */
     int32_t  cap;
     int32_t *first_child; /* child lists (for the root: the dense table is used) */
@@ -21,6 +36,8 @@ struct bt__automaton {
     int32_t *out;         /* pattern ending exactly here, or NONE */
     int32_t *dict;        /* nearest state in the fail chain with out != NONE */
     int32_t  root_next[256];
+    int32_t (*dfa)[256]; /* full transitions (fail links resolved) of the shallow states */
+    int32_t  n_shallow;  /* states of depth <= 1: ids [0, n_shallow) */
     bool     fold;
     int32_t *pat_len;     /* per pattern: byte length */
     int32_t  n_patterns;
@@ -30,10 +47,21 @@ static inline uint8_t fold_byte(const bt__automaton *a, uint8_t c) {
     return (a->fold && c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
 }
 
+/* Child of s on byte c during the build (linked lists). */
 static int32_t child(const bt__automaton *a, int32_t s, uint8_t c) {
     if (s == 0) return a->root_next[c];
     for (int32_t k = a->first_child[s]; k != NONE; k = a->next_sibling[k])
         if (a->ch[k] == c) return k;
+    return NONE;
+}
+
+/* Child of s on byte c in the compact form. */
+static inline int32_t child_c(const bt__automaton *a, int32_t s, uint8_t c) {
+    if (s == 0) return a->root_next[c];
+    const ac_state *st = &a->st[s];
+    const uint8_t *e = a->edge + st->first;
+    for (int32_t k = 0; k < st->n_child; k++)
+        if (e[k] == c) return st->first + k;
     return NONE;
 }
 
@@ -80,6 +108,9 @@ static int32_t new_state(bt__automaton *a, int32_t parent, uint8_t c) {
 
 void bt__automaton_free(bt__automaton *a) {
     if (!a) return;
+    free(a->st);
+    free(a->edge);
+    free(a->dfa);
     free(a->first_child);
     free(a->next_sibling);
     free(a->ch);
@@ -137,7 +168,58 @@ int bt__automaton_build(const char *const *phrases, int32_t n, bool fold, bt__au
             order[tail++] = v;
         }
     }
+    /* Compact form in breadth-first order (root first, then `order`). */
+    int32_t *newid = malloc((size_t)a->n * sizeof *newid);
+    a->st = malloc((size_t)a->n * sizeof *a->st);
+    a->edge = malloc((size_t)a->n);
+    if (!newid || !a->st || !a->edge) {
+        free(order);
+        free(newid);
+        goto nomem;
+    }
+    newid[0] = 0;
+    for (int32_t i = 0; i < tail; i++) newid[order[i]] = i + 1;
+    for (int32_t i = -1; i < tail; i++) {
+        int32_t old = i < 0 ? 0 : order[i], id = newid[old];
+        ac_state *st = &a->st[id];
+        st->fail = newid[a->fail[old]];
+        st->depth = a->depth[old];
+        st->out = a->out[old];
+        st->dict = a->dict[old] == NONE ? NONE : newid[a->dict[old]];
+        a->edge[id] = a->ch[old];
+        st->first = 0;
+        st->n_child = 0;
+        int32_t lo = INT32_MAX;
+        for (int32_t k = a->first_child[old]; old != 0 && k != NONE; k = a->next_sibling[k]) {
+            if (newid[k] < lo) lo = newid[k];
+            st->n_child++;
+        }
+        if (st->n_child) st->first = lo;
+    }
+    for (int c = 0; c < 256; c++)
+        if (a->root_next[c] != NONE) a->root_next[c] = newid[a->root_next[c]];
+    free(newid);
     free(order);
+    /* Dense rows for the root and its children, where most fail walks end: a step from
+     * there is one lookup. */
+    a->n_shallow = 1;
+    while (a->n_shallow < a->n && a->st[a->n_shallow].depth == 1) a->n_shallow++;
+    a->dfa = malloc((size_t)a->n_shallow * sizeof *a->dfa);
+    if (!a->dfa) goto nomem;
+    for (int c = 0; c < 256; c++) a->dfa[0][c] = a->root_next[c] == NONE ? 0 : a->root_next[c];
+    for (int32_t q = 1; q < a->n_shallow; q++)
+        for (int c = 0; c < 256; c++) {
+            int32_t t = child_c(a, q, (uint8_t)c);
+            a->dfa[q][c] = t != NONE ? t : a->dfa[0][c];
+        }
+    /* the build-time arrays are no longer needed */
+    free(a->first_child), a->first_child = NULL;
+    free(a->next_sibling), a->next_sibling = NULL;
+    free(a->ch), a->ch = NULL;
+    free(a->fail), a->fail = NULL;
+    free(a->depth), a->depth = NULL;
+    free(a->out), a->out = NULL;
+    free(a->dict), a->dict = NULL;
     *out = a;
     return BT_OK;
 nomem:
@@ -148,9 +230,12 @@ nomem:
 /* One transition. */
 static inline int32_t step(const bt__automaton *a, int32_t s, uint8_t c) {
     c = fold_byte(a, c);
-    int32_t t;
-    while ((t = child(a, s, c)) == NONE && s != 0) s = a->fail[s];
-    return t == NONE ? 0 : t;
+    for (;;) {
+        if (s < a->n_shallow) return a->dfa[s][c];
+        int32_t t = child_c(a, s, c);
+        if (t != NONE) return t;
+        s = a->st[s].fail;
+    }
 }
 
 /* ==== The scan =========================================================== */
@@ -239,9 +324,9 @@ static void feed_token(bt__scan *s, const char *bytes, size_t len, bt__match *be
         s->text[s->len++] = (char)c;
         st = step(a, st, c);
         int32_t end = s->len;
-        for (int32_t k = a->out[st] != NONE ? st : a->dict[st]; k != NONE; k = a->dict[k]) {
-            int32_t pat = a->out[k];
-            int32_t start = end - a->depth[k];
+        for (int32_t k = a->st[st].out != NONE ? st : a->st[st].dict; k != NONE; k = a->st[k].dict) {
+            int32_t pat = a->st[k].out;
+            int32_t start = end - a->st[k].depth;
             if (start < allowed) continue;
             if (!s->whole_word) {
                 earliest(best, pat, start, end);
@@ -278,7 +363,7 @@ bt__match bt__scan_sync(bt__scan *s, const bt_view *v, bool at_end) {
 
 int32_t bt__scan_hold_from(const bt__scan *s) {
     if (s->n_tokens == 0) return 0;
-    int32_t from = s->len - s->a->depth[s->state[s->n_tokens - 1]];
+    int32_t from = s->len - s->a->st[s->state[s->n_tokens - 1]].depth;
     bt__match pend = s->pending[s->n_tokens - 1];
     if (pend.pattern != NONE && pend.start < from) from = pend.start;
     int32_t allowed = first_allowed(s);
