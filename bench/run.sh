@@ -95,8 +95,11 @@ echo "(32 x 128,256 floats at most; only the slots in use are touched)."
 echo
 echo "AntiSlop on the real model, banning its favourite and most frequent words:"
 } >>"$md"
-run build/backtrack -m models/stories260K.gguf -p "Once upon a time" -n 1000 --seed 1 --stats \
-    -s antislop --slop Lily --slop "little girl" --slop park --slop ball --slop " the " --slop " was "
+cmd=(build/backtrack -m models/stories260K.gguf -p "Once upon a time" -n 1000 --seed 1 --stats
+     -s antislop --slop Lily --slop "little girl" --slop park --slop ball --slop " the " --slop " was ")
+printf '\n```\n%s\n```\n\n```\n' "${cmd[*]}" >>"$md"
+"${cmd[@]}" 2>&1 >/dev/null | tee -a "$md"
+printf '```\n' >>"$md"
 {
 echo
 echo "## 4. Phrase-list scaling"

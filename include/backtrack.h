@@ -391,6 +391,30 @@ bt_llama_params bt_llama_default_params(void);
  * missing, a directory, empty, not GGUF, truncated or otherwise unloadable. */
 bt_provider *bt_llama_provider_init(const bt_llama_params *params);
 
+/* A pool: n providers on ONE llama.cpp context (one sequence each, n_ctx tokens each),
+ * for n threads generating at once. Their evaluations are gathered into one llama_decode
+ * per step (batched decoding) by a thread of the pool; rewinds stay per sequence. Use
+ * each member from one thread at a time. NULL on error. */
+typedef struct bt_llama_pool bt_llama_pool;
+bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n);
+
+/* Member i (borrowed: owned by the pool, never bt_provider_free it). */
+bt_provider *bt_llama_pool_provider(bt_llama_pool *pool, int32_t i);
+int32_t      bt_llama_pool_size(const bt_llama_pool *pool);
+
+/* Free the pool and its members (no member may be generating). NULL is a no-op. */
+void bt_llama_pool_free(bt_llama_pool *pool);
+
+typedef struct bt_chat_message {
+    const char *role;    /* "system", "user", "assistant" */
+    const char *content;
+} bt_chat_message;
+
+/* Apply the model's chat template to n messages and add the assistant prefix. *out is a
+ * new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED without a template or for a
+ * provider that is not llama.cpp's. */
+int bt_llama_chat_messages(bt_provider *p, const bt_chat_message *msgs, int32_t n, char **out);
+
 /* Wrap `user_text` as a single user message with the model's own chat template and the
  * assistant prefix. *out is a new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED if
  * the model has no chat template or `p` is not a llama.cpp provider. */

@@ -35,10 +35,6 @@ double bt__now_ms(void);
 /* True if s[0..n) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 bool bt__utf8_valid(const char *s, size_t n);
 
-/* Length of the longest prefix of s[0..n) that does not end inside an incomplete but so
- * far valid UTF-8 sequence (the bytes after it may still be completed by more input). */
-size_t bt__utf8_complete_prefix(const char *s, size_t n);
-
 /* Incremental decoder: feeds bytes, writes only complete characters to out, holds back an
  * incomplete tail (at most 3 bytes), and replaces invalid bytes by U+FFFD. */
 typedef struct bt__utf8_stream {

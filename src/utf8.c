@@ -53,18 +53,6 @@ bool bt__utf8_valid(const char *s, size_t n) {
     return true;
 }
 
-size_t bt__utf8_complete_prefix(const char *s, size_t n) {
-    const unsigned char *u = (const unsigned char *)s;
-    /* Only the last 3 bytes can belong to an incomplete sequence. */
-    size_t start = n > 3 ? n - 3 : 0;
-    for (size_t i = start; i < n; i++) {
-        if (u[i] < 0x80 || (u[i] & 0xC0) == 0x80) continue;
-        long r = check_seq(u + i, n - i);
-        if (r < 0) return i;
-    }
-    return n;
-}
-
 static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
 
 /* Decode buf[0..n) into out: complete characters copied, invalid bytes replaced; stores

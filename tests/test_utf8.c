@@ -15,12 +15,6 @@ static void test_valid(void) {
     CHECK(bt__utf8_valid("", 0));
 }
 
-static void test_complete_prefix(void) {
-    CHECK_EQ_INT(bt__utf8_complete_prefix("ab\xe2\x82", 4), 2);
-    CHECK_EQ_INT(bt__utf8_complete_prefix("ab\xe2\x82\xac", 5), 5);
-    CHECK_EQ_INT(bt__utf8_complete_prefix("ab", 2), 2);
-}
-
 /* Feed a string byte by byte and in one piece: same output both ways. */
 static void feed_split(const char *in, size_t n, const char *want) {
     char out[256], all[1024];
@@ -64,7 +58,6 @@ static void test_hold_back(void) {
 
 int main(void) {
     RUN(test_valid);
-    RUN(test_complete_prefix);
     RUN(test_stream);
     RUN(test_hold_back);
     TEST_MAIN_END();

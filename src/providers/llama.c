@@ -1,12 +1,16 @@
 /*
  * llama.c -- the llama.cpp provider.
  *
- * Holds one sequence in the KV cache (sequence 0). eval() decodes only positions not yet
- * in the cache; rewind() removes positions with llama_memory_seq_rm and checks that it
- * worked. To make rewinds free, the logits of the last `logits_window` positions are kept
- * in a ring, plus those after the prompt: a rewind that lands inside the window needs no
- * model evaluation; a deeper one re-decodes one token. The prompt is never evaluated
- * twice.
+ * One llama.cpp context holds one or more sequences. Each sequence is a provider: eval()
+ * decodes only positions not yet in the KV cache; rewind() removes positions with
+ * llama_memory_seq_rm and checks that it worked. To make rewinds free, each sequence
+ * keeps the logits of its last `logits_window` positions in a ring, plus those after its
+ * prompt: a rewind that lands inside the window needs no model evaluation; a deeper one
+ * re-decodes one token. The prompt is never evaluated twice.
+ *
+ * A single provider (bt_llama_provider_init) decodes in the caller's thread. A pool
+ * (bt_llama_pool_init) gives N providers on one context, used from N threads: their eval
+ * requests are gathered by a batching thread into one llama_decode per step.
  */
 #define _GNU_SOURCE
 #include "../internal.h"
@@ -17,34 +21,55 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+typedef struct llama_seq llama_seq;
 
-typedef struct llama_prov {
-    struct llama_model   *model;
-    struct llama_context *lctx;
+/* What all sequences of one context share. */
+typedef struct llama_shared {
+    struct llama_model       *model;
+    struct llama_context     *lctx;
     const struct llama_vocab *vocab;
-    struct llama_batch    batch;
-    int32_t  n_vocab, n_ctx, n_batch;
+    struct llama_batch        batch;
+    int32_t  n_vocab, n_ctx, n_batch, n_seq;
     /* token texts, cached at load: text of t is pieces[off[t] .. off[t+1]) */
     char    *pieces;
     size_t  *off;
-    /* the held sequence */
+    llama_seq **seqs;
+    /* the batching thread (pools only) */
+    bool            threaded;
+    pthread_mutex_t mu;
+    pthread_cond_t  work, done;
+    pthread_t       thread;
+    bool            stop;
+} llama_shared;
+
+/* One sequence: the provider's context. */
+struct llama_seq {
+    llama_shared *sh;
+    int32_t   id;        /* llama.cpp sequence id */
     bt_token *held;      /* n_ctx */
-    int32_t  n_held;
-    /* logits kept for rewinds */
-    int32_t  window;     /* ring slots */
-    float   *ring;       /* window * n_vocab */
-    int32_t *ring_pos;   /* position whose logits each slot holds, -1 if none */
-    float   *base;       /* logits after the first evaluated batch (the prompt) */
-    int32_t  base_pos;   /* -1 if none */
+    int32_t   n_held;
+    int32_t   window;    /* ring slots */
+    float    *ring;      /* window * n_vocab */
+    int32_t  *ring_pos;  /* position whose logits each slot holds, -1 if none */
+    float    *base;      /* logits after the first evaluated batch (the prompt) */
+    int32_t   base_pos;  /* -1 if none */
     const float *cur;    /* logits of position n_held - 1, or NULL if unknown */
-} llama_prov;
+    bool      active;    /* between its first eval and its reset: the batcher waits for it */
+    /* a request for the batching thread */
+    bool      pending;
+    const bt_token *req; /* tokens to decode at positions req_from ... */
+    int32_t   req_n, req_from;
+    int       req_rc;
+};
 
 /* ==== Process-wide set-up ================================================ */
 
@@ -135,16 +160,165 @@ static int check_model_file(const char *path) {
     return BT_OK;
 }
 
+/* ==== Logits kept for rewinds ============================================= */
+
+/* Remember the logits of position `pos` (from llama.cpp's output buffer). */
+static const float *keep_logits(llama_seq *q, int32_t pos, const float *src) {
+    size_t nv = (size_t)q->sh->n_vocab;
+    const float *res = src;
+    if (q->window > 0) {
+        int32_t slot = pos % q->window;
+        float *dst = q->ring + (size_t)slot * nv;
+        memcpy(dst, src, nv * sizeof *dst);
+        q->ring_pos[slot] = pos;
+        res = dst;
+    }
+    if (q->base_pos < 0) {
+        memcpy(q->base, src, nv * sizeof *q->base);
+        q->base_pos = pos;
+        res = q->base;
+    }
+    return res;
+}
+
+/* Logits of `pos` if still kept, NULL otherwise. */
+static const float *kept_logits(llama_seq *q, int32_t pos) {
+    if (pos == q->base_pos) return q->base;
+    if (q->window > 0 && pos >= 0 && q->ring_pos[pos % q->window] == pos)
+        return q->ring + (size_t)(pos % q->window) * (size_t)q->sh->n_vocab;
+    return NULL;
+}
+
+/* ==== Decoding ============================================================ */
+
+/* Decode the pending requests of `reqs` (tokens of every sequence in one batch, chunked
+ * at n_batch), logits for each request's last token. Sets each req_rc. Caller holds mu
+ * when threaded. */
+static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
+    int32_t r = 0, k = 0; /* request and token within it, where the next chunk starts */
+    while (r < n_req) {
+        int32_t m = 0;
+        int32_t first_r = r, first_k = k;
+        while (r < n_req && m < sh->n_batch) {
+            llama_seq *q = reqs[r];
+            sh->batch.token[m] = q->req[k];
+            sh->batch.pos[m] = q->req_from + k;
+            sh->batch.n_seq_id[m] = 1;
+            sh->batch.seq_id[m][0] = q->id;
+            sh->batch.logits[m] = (k == q->req_n - 1);
+            m++;
+            if (++k == q->req_n) r++, k = 0;
+        }
+        sh->batch.n_tokens = m;
+        int rc = llama_decode(sh->lctx, sh->batch);
+        int status = rc == 0 ? BT_OK : rc == 1 ? BT_ERR_CONTEXT_FULL : BT_ERR_PROVIDER;
+        if (status != BT_OK)
+            bt__fail(status, rc == 1 ? "llama_decode: no room left in the KV cache"
+                                     : "llama_decode failed (%d)", rc);
+        /* collect the logits of the requests that ended in this chunk */
+        int32_t i = 0, rr = first_r, kk = first_k;
+        for (; i < m; i++) {
+            llama_seq *q = reqs[rr];
+            if (kk == q->req_n - 1) {
+                if (status == BT_OK) {
+                    const float *out = llama_get_logits_ith(sh->lctx, i);
+                    if (out) {
+                        q->cur = keep_logits(q, q->req_from + kk, out);
+                        q->req_rc = BT_OK;
+                    } else {
+                        q->req_rc = bt__fail(BT_ERR_PROVIDER, "llama.cpp returned no logits");
+                    }
+                } else {
+                    q->req_rc = status;
+                }
+            } else if (status != BT_OK) {
+                q->req_rc = status;
+            }
+            if (++kk == q->req_n) rr++, kk = 0;
+        }
+        if (status != BT_OK) { /* fail the requests not reached yet */
+            for (; r < n_req; r++) reqs[r]->req_rc = status;
+            return;
+        }
+    }
+}
+
+/* The batching thread of a pool: wait until every active sequence has a request (or 2 ms
+ * after the first one arrived), then decode them all in one batch. */
+static void *batcher(void *arg) {
+    llama_shared *sh = arg;
+    llama_seq **reqs = malloc((size_t)sh->n_seq * sizeof *reqs);
+    pthread_mutex_lock(&sh->mu);
+    while (!sh->stop) {
+        int32_t n_pending = 0, n_active = 0;
+        for (int32_t i = 0; i < sh->n_seq; i++) {
+            n_pending += sh->seqs[i]->pending;
+            n_active += sh->seqs[i]->active;
+        }
+        if (n_pending == 0) {
+            pthread_cond_wait(&sh->work, &sh->mu);
+            continue;
+        }
+        if (n_pending < n_active) { /* give the others a moment to join this step */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 2000000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            if (pthread_cond_timedwait(&sh->work, &sh->mu, &ts) == 0) continue;
+        }
+        int32_t n_req = 0;
+        for (int32_t i = 0; i < sh->n_seq; i++)
+            if (sh->seqs[i]->pending) reqs[n_req++] = sh->seqs[i];
+        if (reqs) decode_requests(sh, reqs, n_req);
+        for (int32_t i = 0; i < n_req; i++) reqs[i]->pending = false;
+        pthread_cond_broadcast(&sh->done);
+    }
+    pthread_mutex_unlock(&sh->mu);
+    free(reqs);
+    return NULL;
+}
+
+/* Decode toks[0..n) of sequence q at positions from..: directly, or through the batching
+ * thread of a pool. */
+static int decode(llama_seq *q, const bt_token *toks, int32_t n, int32_t from) {
+    llama_shared *sh = q->sh;
+    q->req = toks;
+    q->req_n = n;
+    q->req_from = from;
+    q->req_rc = BT_OK;
+    if (!sh->threaded) {
+        decode_requests(sh, &q, 1);
+        return q->req_rc;
+    }
+    q->active = true;
+    q->pending = true;
+    pthread_cond_signal(&sh->work);
+    while (q->pending) pthread_cond_wait(&sh->done, &sh->mu);
+    /* the batcher's thread-local error message is not ours: restate it here */
+    if (q->req_rc != BT_OK)
+        return bt__fail(q->req_rc, q->req_rc == BT_ERR_CONTEXT_FULL
+                                       ? "llama_decode: no room left in the KV cache"
+                                       : "llama_decode failed");
+    return BT_OK;
+}
+
+static void lock(llama_shared *sh) {
+    if (sh->threaded) pthread_mutex_lock(&sh->mu);
+}
+static void unlock(llama_shared *sh) {
+    if (sh->threaded) pthread_mutex_unlock(&sh->mu);
+}
+
 /* ==== vtable ============================================================= */
 
-static int32_t lp_n_vocab(void *ctx) { return ((llama_prov *)ctx)->n_vocab; }
-static int32_t lp_n_ctx(void *ctx) { return ((llama_prov *)ctx)->n_ctx; }
+static int32_t lp_n_vocab(void *ctx) { return ((llama_seq *)ctx)->sh->n_vocab; }
+static int32_t lp_n_ctx(void *ctx) { return ((llama_seq *)ctx)->sh->n_ctx; }
 
 static int lp_tokenize(void *ctx, const char *text, size_t len, bool add_special,
                        bool parse_special, bt_token *out, int32_t cap, int32_t *n_out) {
-    llama_prov *lp = ctx;
+    llama_shared *sh = ((llama_seq *)ctx)->sh;
     if (len > INT32_MAX) return bt__fail(BT_ERR_INVALID_ARG, "text too long");
-    int32_t n = llama_tokenize(lp->vocab, text, (int32_t)len, out, cap, add_special, parse_special);
+    int32_t n = llama_tokenize(sh->vocab, text, (int32_t)len, out, cap, add_special, parse_special);
     if (n == INT32_MIN) return bt__fail(BT_ERR_INVALID_ARG, "tokenization overflows");
     if (n < 0) {
         *n_out = -n;
@@ -155,139 +329,124 @@ static int lp_tokenize(void *ctx, const char *text, size_t len, bool add_special
 }
 
 static int lp_token_text(void *ctx, bt_token id, const char **bytes, size_t *len) {
-    llama_prov *lp = ctx;
-    if (id < 0 || id >= lp->n_vocab) return bt__fail(BT_ERR_INVALID_ARG, "bad token %d", id);
-    *bytes = lp->pieces + lp->off[id];
-    *len = lp->off[id + 1] - lp->off[id];
+    llama_shared *sh = ((llama_seq *)ctx)->sh;
+    if (id < 0 || id >= sh->n_vocab) return bt__fail(BT_ERR_INVALID_ARG, "bad token %d", id);
+    *bytes = sh->pieces + sh->off[id];
+    *len = sh->off[id + 1] - sh->off[id];
     return BT_OK;
 }
 
 static bool lp_is_eog(void *ctx, bt_token id) {
-    return llama_vocab_is_eog(((llama_prov *)ctx)->vocab, id);
-}
-
-/* Remember the logits of position `pos` (from llama.cpp's output buffer). */
-static const float *keep_logits(llama_prov *lp, int32_t pos, const float *src) {
-    const float *res = src;
-    if (lp->window > 0) {
-        int32_t slot = pos % lp->window;
-        float *dst = lp->ring + (size_t)slot * (size_t)lp->n_vocab;
-        memcpy(dst, src, (size_t)lp->n_vocab * sizeof *dst);
-        lp->ring_pos[slot] = pos;
-        res = dst;
-    }
-    if (lp->base_pos < 0) {
-        memcpy(lp->base, src, (size_t)lp->n_vocab * sizeof *lp->base);
-        lp->base_pos = pos;
-        res = lp->base;
-    }
-    return res;
-}
-
-/* Logits of `pos` if still kept, NULL otherwise. */
-static const float *kept_logits(llama_prov *lp, int32_t pos) {
-    if (pos == lp->base_pos) return lp->base;
-    if (lp->window > 0 && pos >= 0 && lp->ring_pos[pos % lp->window] == pos)
-        return lp->ring + (size_t)(pos % lp->window) * (size_t)lp->n_vocab;
-    return NULL;
-}
-
-/* Decode toks[0..n) at positions from..from+n, logits for the last one only. */
-static int decode(llama_prov *lp, const bt_token *toks, int32_t n, int32_t from) {
-    for (int32_t done = 0; done < n;) {
-        int32_t m = n - done < lp->n_batch ? n - done : lp->n_batch;
-        lp->batch.n_tokens = m;
-        for (int32_t i = 0; i < m; i++) {
-            lp->batch.token[i] = toks[done + i];
-            lp->batch.pos[i] = from + done + i;
-            lp->batch.n_seq_id[i] = 1;
-            lp->batch.seq_id[i][0] = 0;
-            lp->batch.logits[i] = (done + i == n - 1);
-        }
-        int rc = llama_decode(lp->lctx, lp->batch);
-        if (rc == 1)
-            return bt__fail(BT_ERR_CONTEXT_FULL, "llama_decode: no room left in the KV cache");
-        if (rc != 0) return bt__fail(BT_ERR_PROVIDER, "llama_decode failed (%d)", rc);
-        done += m;
-    }
-    const float *out = llama_get_logits_ith(lp->lctx, -1);
-    if (!out) return bt__fail(BT_ERR_PROVIDER, "llama.cpp returned no logits");
-    lp->cur = keep_logits(lp, from + n - 1, out);
-    return BT_OK;
+    return llama_vocab_is_eog(((llama_seq *)ctx)->sh->vocab, id);
 }
 
 static int lp_eval(void *ctx, const bt_token *seq, int32_t n, const float **logits,
                    bt_eval_info *info) {
-    llama_prov *lp = ctx;
+    llama_seq *q = ctx;
+    llama_shared *sh = q->sh;
     bt_eval_info local = {0, 0};
-    if (n > lp->n_ctx)
-        return bt__fail(BT_ERR_CONTEXT_FULL, "sequence of %d tokens exceeds n_ctx = %d", n, lp->n_ctx);
-    if (n <= 0 || n < lp->n_held)
-        return bt__fail(BT_ERR_INVALID_ARG, "eval: %d tokens, %d already held", n, lp->n_held);
-    for (int32_t i = lp->n_held; i < n; i++)
-        if (seq[i] < 0 || seq[i] >= lp->n_vocab)
+    if (n > sh->n_ctx)
+        return bt__fail(BT_ERR_CONTEXT_FULL, "sequence of %d tokens exceeds n_ctx = %d", n, sh->n_ctx);
+    if (n <= 0 || n < q->n_held)
+        return bt__fail(BT_ERR_INVALID_ARG, "eval: %d tokens, %d already held", n, q->n_held);
+    for (int32_t i = q->n_held; i < n; i++)
+        if (seq[i] < 0 || seq[i] >= sh->n_vocab)
             return bt__fail(BT_ERR_INVALID_ARG, "token %d outside the vocabulary", seq[i]);
 
-    if (n > lp->n_held) {
-        int rc = decode(lp, seq + lp->n_held, n - lp->n_held, lp->n_held);
-        if (rc != BT_OK) return rc;
-        memcpy(lp->held + lp->n_held, seq + lp->n_held, (size_t)(n - lp->n_held) * sizeof *seq);
-        local = (bt_eval_info){.n_evaluated = n - lp->n_held, .first_pos = lp->n_held};
-        lp->n_held = n;
-    } else if (!lp->cur) {
+    int rc = BT_OK;
+    lock(sh);
+    if (n > q->n_held) {
+        /* copy first: the batcher reads the tokens from held[] */
+        memcpy(q->held + q->n_held, seq + q->n_held, (size_t)(n - q->n_held) * sizeof *seq);
+        rc = decode(q, q->held + q->n_held, n - q->n_held, q->n_held);
+        if (rc == BT_OK) {
+            local = (bt_eval_info){.n_evaluated = n - q->n_held, .first_pos = q->n_held};
+            q->n_held = n;
+        }
+    } else if (!q->cur) {
         /* Rewound past the kept logits: evaluate the last position once more. */
         int32_t p = n - 1;
-        if (!llama_memory_seq_rm(llama_get_memory(lp->lctx), 0, p, -1))
-            return bt__fail(BT_ERR_UNSUPPORTED, "this model cannot undo tokens (llama_memory_seq_rm failed)");
-        int rc = decode(lp, lp->held + p, 1, p);
-        if (rc != BT_OK) return rc;
-        local = (bt_eval_info){.n_evaluated = 1, .first_pos = p};
+        if (!llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, p, -1))
+            rc = bt__fail(BT_ERR_UNSUPPORTED, "this model cannot undo tokens (llama_memory_seq_rm failed)");
+        else if ((rc = decode(q, q->held + p, 1, p)) == BT_OK)
+            local = (bt_eval_info){.n_evaluated = 1, .first_pos = p};
     }
+    const float *cur = q->cur;
+    unlock(sh);
+    if (rc != BT_OK) return rc;
     if (info) *info = local;
-    *logits = lp->cur;
+    *logits = cur;
     return BT_OK;
 }
 
 static int lp_rewind(void *ctx, int32_t n) {
-    llama_prov *lp = ctx;
-    if (n < 0 || n > lp->n_held)
-        return bt__fail(BT_ERR_INVALID_ARG, "cannot rewind %d of %d positions", n, lp->n_held);
+    llama_seq *q = ctx;
+    llama_shared *sh = q->sh;
+    if (n < 0 || n > q->n_held)
+        return bt__fail(BT_ERR_INVALID_ARG, "cannot rewind %d of %d positions", n, q->n_held);
     if (n == 0) return BT_OK;
-    int32_t keep = lp->n_held - n;
-    if (!llama_memory_seq_rm(llama_get_memory(lp->lctx), 0, keep, -1))
-        return bt__fail(BT_ERR_UNSUPPORTED, "this model cannot undo tokens (llama_memory_seq_rm failed)");
+    int32_t keep = q->n_held - n;
+    lock(sh);
+    bool ok = llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, keep, -1);
+    unlock(sh);
+    if (!ok) return bt__fail(BT_ERR_UNSUPPORTED, "this model cannot undo tokens (llama_memory_seq_rm failed)");
     /* Slots of removed positions are stale now. */
-    for (int32_t p = keep; p < lp->n_held && lp->window > 0; p++)
-        if (lp->ring_pos[p % lp->window] == p) lp->ring_pos[p % lp->window] = -1;
-    if (lp->base_pos >= keep) lp->base_pos = -1;
-    lp->n_held = keep;
-    lp->cur = keep > 0 ? kept_logits(lp, keep - 1) : NULL;
+    for (int32_t p = keep; p < q->n_held && q->window > 0; p++)
+        if (q->ring_pos[p % q->window] == p) q->ring_pos[p % q->window] = -1;
+    if (q->base_pos >= keep) q->base_pos = -1;
+    q->n_held = keep;
+    q->cur = keep > 0 ? kept_logits(q, keep - 1) : NULL;
     return BT_OK;
 }
 
 static void lp_reset(void *ctx) {
-    llama_prov *lp = ctx;
-    llama_memory_clear(llama_get_memory(lp->lctx), true);
-    lp->n_held = 0;
-    lp->cur = NULL;
-    lp->base_pos = -1;
-    for (int32_t i = 0; i < lp->window; i++) lp->ring_pos[i] = -1;
+    llama_seq *q = ctx;
+    llama_shared *sh = q->sh;
+    lock(sh);
+    llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1); /* whole: never fails */
+    q->active = false;
+    pthread_cond_signal(&sh->work); /* the batcher may be waiting for this one */
+    unlock(sh);
+    q->n_held = 0;
+    q->cur = NULL;
+    q->base_pos = -1;
+    for (int32_t i = 0; i < q->window; i++) q->ring_pos[i] = -1;
 }
 
-static void lp_free(void *ctx) {
-    llama_prov *lp = ctx;
-    if (!lp) return;
-    if (lp->batch.token) llama_batch_free(lp->batch);
-    if (lp->lctx) llama_free(lp->lctx);
-    if (lp->model) llama_model_free(lp->model);
-    free(lp->pieces);
-    free(lp->off);
-    free(lp->held);
-    free(lp->ring);
-    free(lp->ring_pos);
-    free(lp->base);
-    free(lp);
+static void seq_free(llama_seq *q) {
+    if (!q) return;
+    free(q->held);
+    free(q->ring);
+    free(q->ring_pos);
+    free(q->base);
+    free(q);
 }
+
+static void shared_free(llama_shared *sh) {
+    if (!sh) return;
+    if (sh->threaded) {
+        pthread_mutex_lock(&sh->mu);
+        sh->stop = true;
+        pthread_cond_signal(&sh->work);
+        pthread_mutex_unlock(&sh->mu);
+        pthread_join(sh->thread, NULL);
+        pthread_mutex_destroy(&sh->mu);
+        pthread_cond_destroy(&sh->work);
+        pthread_cond_destroy(&sh->done);
+    }
+    if (sh->seqs)
+        for (int32_t i = 0; i < sh->n_seq; i++) seq_free(sh->seqs[i]);
+    free(sh->seqs);
+    if (sh->batch.token) llama_batch_free(sh->batch);
+    if (sh->lctx) llama_free(sh->lctx);
+    if (sh->model) llama_model_free(sh->model);
+    free(sh->pieces);
+    free(sh->off);
+    free(sh);
+}
+
+/* A single provider owns its context; pool members do not (the pool frees it). */
+static void lp_free_single(void *ctx) { shared_free(((llama_seq *)ctx)->sh); }
 
 static const bt_provider_i llama_iface = {
     .name = "llama.cpp",
@@ -299,42 +458,76 @@ static const bt_provider_i llama_iface = {
     .eval = lp_eval,
     .rewind = lp_rewind,
     .reset = lp_reset,
-    .free = lp_free,
+    .free = lp_free_single,
+};
+
+static const bt_provider_i llama_pool_iface = {
+    .name = "llama.cpp (pool)",
+    .n_vocab = lp_n_vocab,
+    .n_ctx = lp_n_ctx,
+    .tokenize = lp_tokenize,
+    .token_text = lp_token_text,
+    .is_eog = lp_is_eog,
+    .eval = lp_eval,
+    .rewind = lp_rewind,
+    .reset = lp_reset,
+    .free = NULL, /* the pool frees its members */
 };
 
 /* ==== Construction ======================================================= */
 
 /* Cache every token's text (special tokens render as ""). */
-static int cache_pieces(llama_prov *lp) {
-    size_t cap = (size_t)lp->n_vocab * 8 + 64, used = 0;
-    lp->pieces = malloc(cap);
-    lp->off = malloc(((size_t)lp->n_vocab + 1) * sizeof *lp->off);
-    if (!lp->pieces || !lp->off) return bt__fail(BT_ERR_NOMEM, "out of memory");
-    for (bt_token t = 0; t < lp->n_vocab; t++) {
+static int cache_pieces(llama_shared *sh) {
+    size_t cap = (size_t)sh->n_vocab * 8 + 64, used = 0;
+    sh->pieces = malloc(cap);
+    sh->off = malloc(((size_t)sh->n_vocab + 1) * sizeof *sh->off);
+    if (!sh->pieces || !sh->off) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    for (bt_token t = 0; t < sh->n_vocab; t++) {
         char buf[256];
-        int32_t n = llama_token_to_piece(lp->vocab, t, buf, (int32_t)sizeof buf, 0, false);
+        int32_t n = llama_token_to_piece(sh->vocab, t, buf, (int32_t)sizeof buf, 0, false);
         if (n < 0) n = 0; /* longer than 256 bytes: no real token is */
         if (used + (size_t)n > cap) {
             size_t ncap = cap * 2 + (size_t)n;
-            char *np = realloc(lp->pieces, ncap);
+            char *np = realloc(sh->pieces, ncap);
             if (!np) return bt__fail(BT_ERR_NOMEM, "out of memory");
-            lp->pieces = np;
+            sh->pieces = np;
             cap = ncap;
         }
-        lp->off[t] = used;
-        memcpy(lp->pieces + used, buf, (size_t)n);
+        sh->off[t] = used;
+        memcpy(sh->pieces + used, buf, (size_t)n);
         used += (size_t)n;
     }
-    lp->off[lp->n_vocab] = used;
+    sh->off[sh->n_vocab] = used;
     return BT_OK;
 }
 
-bt_provider *bt_llama_provider_init(const bt_llama_params *params) {
-    if (!params || !params->model_path || !*params->model_path) {
+static llama_seq *seq_new(llama_shared *sh, int32_t id, int32_t window) {
+    llama_seq *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->sh = sh;
+    q->id = id;
+    q->base_pos = -1;
+    q->window = window;
+    q->held = malloc((size_t)sh->n_ctx * sizeof *q->held);
+    q->base = malloc((size_t)sh->n_vocab * sizeof *q->base);
+    if (window > 0) {
+        q->ring = malloc((size_t)window * (size_t)sh->n_vocab * sizeof *q->ring);
+        q->ring_pos = malloc((size_t)window * sizeof *q->ring_pos);
+    }
+    if (!q->held || !q->base || (window > 0 && (!q->ring || !q->ring_pos))) {
+        seq_free(q);
+        return NULL;
+    }
+    for (int32_t i = 0; i < window; i++) q->ring_pos[i] = -1;
+    return q;
+}
+
+/* Load the model and build a context for n_seq sequences of n_ctx tokens each. */
+static llama_shared *shared_new(const bt_llama_params *P, int32_t n_seq) {
+    if (!P || !P->model_path || !*P->model_path) {
         bt__fail(BT_ERR_INVALID_ARG, "no model path given");
         return NULL;
     }
-    const bt_llama_params *P = params;
     if (P->n_ctx < 0 || P->n_batch <= 0 || P->n_threads < 0 || P->logits_window < 0 ||
         P->n_gpu_layers < -1) {
         bt__fail(BT_ERR_INVALID_ARG, "llama provider: n_ctx, n_batch, n_threads, "
@@ -347,96 +540,194 @@ bt_provider *bt_llama_provider_init(const bt_llama_params *params) {
     llama_log_set(llama_log_cb, NULL);
     load_backends(P->backend_dir);
 
-    llama_prov *lp = calloc(1, sizeof *lp);
-    if (!lp) {
+    llama_shared *sh = calloc(1, sizeof *sh);
+    if (!sh) {
         bt__fail(BT_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    lp->base_pos = -1;
-
+    sh->n_seq = n_seq;
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = P->n_gpu_layers;
-    lp->model = llama_model_load_from_file(P->model_path, mp);
-    if (!lp->model) {
+    sh->model = llama_model_load_from_file(P->model_path, mp);
+    if (!sh->model) {
         bt__fail(BT_ERR_MODEL, "cannot load model '%s' (truncated or unsupported GGUF; "
                                "-v shows llama.cpp's reason)", P->model_path);
         goto fail;
     }
-    lp->vocab = llama_model_get_vocab(lp->model);
-    lp->n_vocab = llama_vocab_n_tokens(lp->vocab);
-    if (lp->n_vocab <= 0) {
+    sh->vocab = llama_model_get_vocab(sh->model);
+    sh->n_vocab = llama_vocab_n_tokens(sh->vocab);
+    if (sh->n_vocab <= 0) {
         bt__fail(BT_ERR_MODEL, "model '%s' has no vocabulary", P->model_path);
         goto fail;
     }
 
-    int32_t n_train = llama_model_n_ctx_train(lp->model);
+    int32_t n_train = llama_model_n_ctx_train(sh->model);
     int32_t n_ctx = P->n_ctx > 0 ? P->n_ctx : (n_train > 0 && n_train < 4096 ? n_train : 4096);
-    int32_t threads = P->n_threads > 0 ? P->n_threads : default_threads(lp->model);
+    int32_t threads = P->n_threads > 0 ? P->n_threads : default_threads(sh->model);
     struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)n_ctx;
+    cp.n_ctx = (uint32_t)n_ctx * (uint32_t)n_seq; /* each sequence gets n_ctx */
     cp.n_batch = (uint32_t)(P->n_batch < n_ctx ? P->n_batch : n_ctx);
+    if (cp.n_batch < (uint32_t)n_seq) cp.n_batch = (uint32_t)n_seq;
     cp.n_ubatch = cp.n_batch;
-    cp.n_seq_max = 1;
+    cp.n_seq_max = (uint32_t)n_seq;
+    cp.kv_unified = false;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;
-    lp->lctx = llama_init_from_model(lp->model, cp);
-    if (!lp->lctx) {
-        bt__fail(BT_ERR_MODEL, "cannot create a context of %d tokens for '%s'", n_ctx, P->model_path);
+    sh->lctx = llama_init_from_model(sh->model, cp);
+    if (!sh->lctx) {
+        bt__fail(BT_ERR_MODEL, "cannot create a context of %d x %d tokens for '%s'", n_seq,
+                 n_ctx, P->model_path);
         goto fail;
     }
     /* llama.cpp may round the context up; honour the size that was asked for. */
-    lp->n_ctx = (int32_t)llama_n_ctx(lp->lctx);
-    if (n_ctx < lp->n_ctx) lp->n_ctx = n_ctx;
-    lp->n_batch = (int32_t)cp.n_batch;
-    lp->batch = llama_batch_init(lp->n_batch, 0, 1);
-    lp->window = P->logits_window;
-    lp->held = malloc((size_t)lp->n_ctx * sizeof *lp->held);
-    lp->base = malloc((size_t)lp->n_vocab * sizeof *lp->base);
-    if (lp->window > 0) {
-        lp->ring = malloc((size_t)lp->window * (size_t)lp->n_vocab * sizeof *lp->ring);
-        lp->ring_pos = malloc((size_t)lp->window * sizeof *lp->ring_pos);
-    }
-    if (!lp->batch.token || !lp->held || !lp->base ||
-        (lp->window > 0 && (!lp->ring || !lp->ring_pos))) {
+    sh->n_ctx = (int32_t)llama_n_ctx_seq(sh->lctx);
+    if (n_ctx < sh->n_ctx) sh->n_ctx = n_ctx;
+    sh->n_batch = (int32_t)cp.n_batch;
+    sh->batch = llama_batch_init(sh->n_batch, 0, 1);
+    sh->seqs = calloc((size_t)n_seq, sizeof *sh->seqs);
+    if (!sh->batch.token || !sh->seqs) {
         bt__fail(BT_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (int32_t i = 0; i < lp->window; i++) lp->ring_pos[i] = -1;
-    if (cache_pieces(lp) != BT_OK) goto fail;
-
-    bt_provider *p = bt_provider_init(&llama_iface, lp);
-    if (p) return p;
+    for (int32_t i = 0; i < n_seq; i++)
+        if (!(sh->seqs[i] = seq_new(sh, i, P->logits_window))) {
+            bt__fail(BT_ERR_NOMEM, "out of memory for the logits of %d sequences", n_seq);
+            goto fail;
+        }
+    if (cache_pieces(sh) != BT_OK) goto fail;
+    return sh;
 fail:
-    lp_free(lp);
+    shared_free(sh);
     return NULL;
 }
 
-int bt_llama_chat_prompt(bt_provider *p, const char *user_text, char **out) {
+bt_provider *bt_llama_provider_init(const bt_llama_params *params) {
+    llama_shared *sh = shared_new(params, 1);
+    if (!sh) return NULL;
+    bt_provider *p = bt_provider_init(&llama_iface, sh->seqs[0]);
+    if (!p) shared_free(sh);
+    return p;
+}
+
+/* ==== Pools =============================================================== */
+
+struct bt_llama_pool {
+    llama_shared *sh;
+    bt_provider **members;
+};
+
+bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
+    if (n < 1 || n > 256) {
+        bt__fail(BT_ERR_INVALID_ARG, "a pool holds 1 to 256 sequences");
+        return NULL;
+    }
+    bt_llama_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) {
+        bt__fail(BT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (!(pool->sh = shared_new(params, n))) {
+        free(pool);
+        return NULL;
+    }
+    llama_shared *sh = pool->sh;
+    pool->members = calloc((size_t)n, sizeof *pool->members);
+    if (!pool->members) goto nomem;
+    for (int32_t i = 0; i < n; i++)
+        if (!(pool->members[i] = bt_provider_init(&llama_pool_iface, sh->seqs[i]))) goto nomem;
+    pthread_mutex_init(&sh->mu, NULL);
+    pthread_cond_init(&sh->work, NULL);
+    pthread_cond_init(&sh->done, NULL);
+    if (pthread_create(&sh->thread, NULL, batcher, sh) != 0) {
+        pthread_mutex_destroy(&sh->mu);
+        pthread_cond_destroy(&sh->work);
+        pthread_cond_destroy(&sh->done);
+        bt__fail(BT_ERR_NOMEM, "cannot start the batching thread");
+        goto fail;
+    }
+    sh->threaded = true;
+    return pool;
+nomem:
+    bt__fail(BT_ERR_NOMEM, "out of memory");
+fail:
+    bt_llama_pool_free(pool);
+    return NULL;
+}
+
+bt_provider *bt_llama_pool_provider(bt_llama_pool *pool, int32_t i) {
+    if (!pool || i < 0 || i >= pool->sh->n_seq) return NULL;
+    return pool->members[i];
+}
+
+int32_t bt_llama_pool_size(const bt_llama_pool *pool) { return pool ? pool->sh->n_seq : 0; }
+
+void bt_llama_pool_free(bt_llama_pool *pool) {
+    if (!pool) return;
+    if (pool->members)
+        for (int32_t i = 0; i < pool->sh->n_seq; i++) bt_provider_free(pool->members[i]);
+    free(pool->members);
+    shared_free(pool->sh);
+    free(pool);
+}
+
+/* ==== Chat templates ====================================================== */
+
+int bt_llama_chat_messages(bt_provider *p, const bt_chat_message *msgs, int32_t n, char **out) {
     *out = NULL;
-    if (!p || p->iface != &llama_iface)
+    if (!p || (p->iface != &llama_iface && p->iface != &llama_pool_iface))
         return bt__fail(BT_ERR_UNSUPPORTED, "chat templates need the llama.cpp provider");
-    if (!user_text) return bt__fail(BT_ERR_INVALID_ARG, "no text");
-    llama_prov *lp = p->ctx;
-    const char *tmpl = llama_model_chat_template(lp->model, NULL);
+    if (!msgs || n <= 0) return bt__fail(BT_ERR_INVALID_ARG, "no messages");
+    llama_shared *sh = ((llama_seq *)p->ctx)->sh;
+    const char *tmpl = llama_model_chat_template(sh->model, NULL);
     if (!tmpl) return bt__fail(BT_ERR_UNSUPPORTED, "the model has no chat template (drop --chat)");
-    struct llama_chat_message msg = {.role = "user", .content = user_text};
-    int32_t cap = (int32_t)(2 * strlen(user_text) + 1024);
+    struct llama_chat_message *lm = malloc((size_t)n * sizeof *lm);
+    if (!lm) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (!msgs[i].role || !msgs[i].content) {
+            free(lm);
+            return bt__fail(BT_ERR_INVALID_ARG, "message %d lacks a role or content", i);
+        }
+        lm[i] = (struct llama_chat_message){.role = msgs[i].role, .content = msgs[i].content};
+        total += strlen(msgs[i].content) + strlen(msgs[i].role);
+    }
+    if (total > (size_t)INT32_MAX / 4) {
+        free(lm);
+        return bt__fail(BT_ERR_INVALID_ARG, "messages too long");
+    }
+    int32_t cap = (int32_t)(2 * total + 1024);
+    int rc = bt__fail(BT_ERR_PROVIDER, "chat template grew while being applied");
     for (int attempt = 0; attempt < 2; attempt++) {
         char *buf = malloc((size_t)cap + 1);
-        if (!buf) return bt__fail(BT_ERR_NOMEM, "out of memory");
-        int32_t n = llama_chat_apply_template(tmpl, &msg, 1, true, buf, cap);
-        if (n < 0) {
-            free(buf);
-            return bt__fail(BT_ERR_UNSUPPORTED, "llama.cpp does not support this model's chat template");
+        if (!buf) {
+            rc = bt__fail(BT_ERR_NOMEM, "out of memory");
+            break;
         }
-        if (n <= cap) {
-            buf[n] = '\0';
+        int32_t len = llama_chat_apply_template(tmpl, lm, (size_t)n, true, buf, cap);
+        if (len < 0) {
+            free(buf);
+            rc = bt__fail(BT_ERR_UNSUPPORTED, "llama.cpp does not support this model's chat template");
+            break;
+        }
+        if (len <= cap) {
+            buf[len] = '\0';
             *out = buf;
-            return BT_OK;
+            rc = BT_OK;
+            break;
         }
         free(buf);
-        cap = n;
+        cap = len;
     }
-    return bt__fail(BT_ERR_PROVIDER, "chat template grew while being applied");
+    free(lm);
+    return rc;
+}
+
+int bt_llama_chat_prompt(bt_provider *p, const char *user_text, char **out) {
+    if (!user_text) {
+        *out = NULL;
+        return bt__fail(BT_ERR_INVALID_ARG, "no text");
+    }
+    bt_chat_message m = {"user", user_text};
+    return bt_llama_chat_messages(p, &m, 1, out);
 }
