@@ -410,10 +410,12 @@ typedef struct bt_chat_message {
     const char *content;
 } bt_chat_message;
 
-/* Apply the model's chat template to n messages and add the assistant prefix. *out is a
- * new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED without a template or for a
- * provider that is not llama.cpp's. */
-int bt_llama_chat_messages(bt_provider *p, const bt_chat_message *msgs, int32_t n, char **out);
+/* Apply a chat template to n messages and add the assistant prefix. tmpl_name: NULL for
+ * the model's own template, or one of llama.cpp's built-in names ("chatml", "llama3",
+ * "mistral-v7", ...). *out is a new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED
+ * without a template or for a provider that is not llama.cpp's. */
+int bt_llama_chat_messages(bt_provider *p, const char *tmpl_name, const bt_chat_message *msgs,
+                           int32_t n, char **out);
 
 /* Wrap `user_text` as a single user message with the model's own chat template and the
  * assistant prefix. *out is a new NUL-terminated string (free() it). BT_ERR_UNSUPPORTED if

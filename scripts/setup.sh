@@ -3,6 +3,7 @@
 #   - Debian packages (compiler, CMake, npm, PCRE2, cJSON, ncurses, tmux, valgrind, and
 #     clang with its sanitizer/fuzzer runtime)
 #   - llama.cpp v0.4.0 (scripts/get-llama.sh) and the default model (scripts/get-model.sh)
+#   - the npm package "openai" for the server's tests (tests/server, npm ci)
 #   - a Release-with-debug-info build in build/
 # Idempotent and quiet when everything is already there. Run as root (apt-get).
 set -euo pipefail
@@ -27,6 +28,10 @@ fi
 
 bash scripts/get-llama.sh
 bash scripts/get-model.sh
+# the official OpenAI client, for the server's tests (versions pinned by the lock file)
+if [ ! -d tests/server/node_modules/openai ]; then
+    (cd tests/server && npm ci --silent --no-audit --no-fund >/dev/null)
+fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null

@@ -307,8 +307,13 @@ typedef struct gopt {
     void       *dst;   /* int32_t*, float*, const char**, int* (flag) */
 } gopt;
 
-int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
+static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool server) {
     memset(a, 0, sizeof *a);
+    a->host = "127.0.0.1";
+    a->port = 8080;
+    a->parallel = 4;
+    a->queue = 64;
+    a->max_body_kb = 1024;
     bt_sampler_params sp = bt_sampler_default_params();
     bt_llama_params lp = bt_llama_default_params();
     a->n_predict = sp.max_new_tokens;
@@ -335,11 +340,19 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
         {NULL, "--min-p", OPT_FLOAT, 0, 1, &a->min_p},
         {NULL, "--logits-window", OPT_INT, 0, 4096, &a->logits_window},
         {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat},
+        {NULL, "--chat-template", OPT_STR, 0, 0, &a->chat_template},
         {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats},
         {"-v", "--verbose", OPT_FLAG, 0, 0, &a->verbose},
         {"-h", "--help", OPT_FLAG, 0, 0, &a->help},
+        /* server only (checked below) */
+        {NULL, "--host", OPT_STR, 0, 0, &a->host},
+        {NULL, "--port", OPT_INT, 1, 65535, &a->port},
+        {NULL, "--parallel", OPT_INT, 1, 64, &a->parallel},
+        {NULL, "--queue", OPT_INT, 0, 100000, &a->queue},
+        {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
+    const int n_server_only = 5;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -367,8 +380,14 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
         }
 
         const gopt *o = NULL;
+        int ko = -1;
         for (int k = 0; k < ng && !o; k++)
-            if ((g[k].s && strcmp(arg, g[k].s) == 0) || strcmp(arg, g[k].l) == 0) o = &g[k];
+            if ((g[k].s && strcmp(arg, g[k].s) == 0) || strcmp(arg, g[k].l) == 0) o = &g[ko = k];
+        if (o && !server && ko >= ng - n_server_only)
+            return errf(err, cap, "%s is an option of `backtrack serve`", arg);
+        if (o && server && (o->dst == (void *)&a->prompt || o->dst == (void *)&a->prompt_file ||
+                            o->dst == (void *)&a->chat || o->dst == (void *)&a->stats))
+            return errf(err, cap, "%s does not apply to `backtrack serve` (requests carry it)", arg);
         if (o) {
             if (o->kind == OPT_FLAG) {
                 *(int *)o->dst = 1;
@@ -446,10 +465,19 @@ int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
     }
     if (a->help) return 1;
     if (!a->model) return errf(err, cap, "no model given (-m FILE)");
+    if (server) return 0;
     if (!a->prompt && !a->prompt_file) return errf(err, cap, "no prompt given (-p TEXT or -f FILE)");
     if (a->prompt && a->prompt_file) return errf(err, cap, "give -p or -f, not both");
     if (!(a->top_p > 0.0f)) return errf(err, cap, "--top-p must be in (0, 1]");
     return 0;
+}
+
+int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t cap) {
+    return parse(argc, argv, a, err, cap, false);
+}
+
+int cli_parse_server(int argc, char **argv, cli_args *a, char *err, size_t cap) {
+    return parse(argc, argv, a, err, cap, true);
 }
 
 /* ==== Strategy construction ================================================== */
@@ -490,9 +518,26 @@ int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err
 
 /* ==== Help =================================================================== */
 
+void cli_server_usage(FILE *f) {
+    fprintf(f,
+        "usage: backtrack serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4]\n"
+        "                       [--queue 64] [-c N] [-t N] [-ngl N] [--max-body KB]\n"
+        "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
+        "\n"
+        "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions,\n"
+        "POST /v1/chat/completions (streaming with \"stream\": true). The model is loaded once;\n"
+        "--parallel generations run at once on one context (batched decoding), each with -c\n"
+        "tokens of context; up to --queue more wait, beyond that requests get 503. Requests\n"
+        "choose strategies with \"strategies\": [{\"name\": \"antislop\", \"slops\": [...]}, ...]\n"
+        "or KoboldCpp's \"banned_strings\"; the -s strategies apply when a request names none.\n"
+        "Sampling defaults (--temp, --top-k, --top-p, --min-p, -n, --seed) apply when a request\n"
+        "omits them. See README.md, \"The server\".\n");
+}
+
 void cli_usage(FILE *f) {
     fprintf(f,
         "usage: backtrack -m MODEL (-p TEXT | -f FILE) [options] [-s STRATEGY [its options]]...\n"
+        "       backtrack serve -m MODEL [options]   (an OpenAI-compatible server: serve -h)\n"
         "\n"
         "Generate text with a sampling strategy that can undo the tokens it just generated.\n"
         "Text streams to stdout as it becomes final.\n"
@@ -502,6 +547,7 @@ void cli_usage(FILE *f) {
         "  -p, --prompt TEXT       prompt\n"
         "  -f, --file FILE         read the prompt from FILE\n"
         "      --chat              wrap the prompt as a user message with the model's chat template\n"
+        "      --chat-template NAME  use llama.cpp's built-in template NAME instead (chatml, llama3, ...)\n"
         "  -c, --ctx-size N        context size (default: the model's, at most 4096)\n"
         "  -t, --threads N         threads (default: the CPUs this process may use; 1 for\n"
         "                          models under 64 MiB)\n"

@@ -29,10 +29,14 @@ typedef struct cli_args {
     const char *model;
     const char *prompt;
     const char *prompt_file;
+    const char *chat_template; /* NULL: the model's */
     int32_t     n_predict, n_ctx, n_threads, n_gpu_layers, top_k, logits_window;
     float       temp, top_p, min_p;
     uint64_t    seed;
     int         chat, stats, verbose, help;
+    /* `backtrack serve` only */
+    const char *host;
+    int32_t     port, parallel, queue, max_body_kb;
     cli_strategy_spec *specs;
     int         n_specs;
     bt_strategy **parts; /* after cli_build_strategy: the n_specs strategies built, borrowed
@@ -43,6 +47,11 @@ typedef struct cli_args {
  * one-line reason in err. *a is always safe to pass to cli_args_free. */
 int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errcap);
 
+/* The same for `backtrack serve` (argv without the word "serve"): no prompt; --host,
+ * --port, --parallel, --queue and --max-body are accepted; -s gives the strategies used
+ * when a request names none. */
+int cli_parse_server(int argc, char **argv, cli_args *a, char *err, size_t errcap);
+
 void cli_args_free(cli_args *a);
 
 /* Build the strategy the arguments ask for (a chain when several -s were given; noop
@@ -51,5 +60,6 @@ int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err
                        size_t errcap);
 
 void cli_usage(FILE *f);
+void cli_server_usage(FILE *f);
 
 #endif

@@ -5,6 +5,7 @@
  * text: a warning says so), 1 runtime error (model, context, generation), 2 bad usage.
  */
 #include "cli.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -77,6 +78,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t cap) {
 }
 
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "serve") == 0) return serve_main(argc - 1, argv + 1);
     char err[512] = "";
     cli_args a;
     int rc = cli_parse(argc, argv, &a, err, sizeof err);
@@ -123,7 +125,8 @@ int main(int argc, char **argv) {
         goto fail;
     }
     if (a.chat) {
-        if (bt_llama_chat_prompt(prov, prompt, &chat_prompt) != BT_OK) {
+        bt_chat_message msg = {"user", prompt};
+        if (bt_llama_chat_messages(prov, a.chat_template, &msg, 1, &chat_prompt) != BT_OK) {
             snprintf(err, sizeof err, "%s", bt_last_error());
             goto fail;
         }

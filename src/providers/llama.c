@@ -673,14 +673,15 @@ void bt_llama_pool_free(bt_llama_pool *pool) {
 
 /* ==== Chat templates ====================================================== */
 
-int bt_llama_chat_messages(bt_provider *p, const bt_chat_message *msgs, int32_t n, char **out) {
+int bt_llama_chat_messages(bt_provider *p, const char *tmpl_name, const bt_chat_message *msgs,
+                           int32_t n, char **out) {
     *out = NULL;
     if (!p || (p->iface != &llama_iface && p->iface != &llama_pool_iface))
         return bt__fail(BT_ERR_UNSUPPORTED, "chat templates need the llama.cpp provider");
     if (!msgs || n <= 0) return bt__fail(BT_ERR_INVALID_ARG, "no messages");
     llama_shared *sh = ((llama_seq *)p->ctx)->sh;
-    const char *tmpl = llama_model_chat_template(sh->model, NULL);
-    if (!tmpl) return bt__fail(BT_ERR_UNSUPPORTED, "the model has no chat template (drop --chat)");
+    const char *tmpl = tmpl_name && *tmpl_name ? tmpl_name : llama_model_chat_template(sh->model, NULL);
+    if (!tmpl) return bt__fail(BT_ERR_UNSUPPORTED, "the model has no chat template (name one, e.g. chatml)");
     struct llama_chat_message *lm = malloc((size_t)n * sizeof *lm);
     if (!lm) return bt__fail(BT_ERR_NOMEM, "out of memory");
     size_t total = 0;
@@ -707,7 +708,8 @@ int bt_llama_chat_messages(bt_provider *p, const bt_chat_message *msgs, int32_t 
         int32_t len = llama_chat_apply_template(tmpl, lm, (size_t)n, true, buf, cap);
         if (len < 0) {
             free(buf);
-            rc = bt__fail(BT_ERR_UNSUPPORTED, "llama.cpp does not support this model's chat template");
+            rc = bt__fail(BT_ERR_UNSUPPORTED, "llama.cpp does not support the chat template%s%s",
+                          tmpl_name && *tmpl_name ? " " : "", tmpl_name && *tmpl_name ? tmpl_name : "");
             break;
         }
         if (len <= cap) {
@@ -729,5 +731,5 @@ int bt_llama_chat_prompt(bt_provider *p, const char *user_text, char **out) {
         return bt__fail(BT_ERR_INVALID_ARG, "no text");
     }
     bt_chat_message m = {"user", user_text};
-    return bt_llama_chat_messages(p, &m, 1, out);
+    return bt_llama_chat_messages(p, NULL, &m, 1, out);
 }

@@ -1,0 +1,157 @@
+// openai.test.mjs -- `backtrack serve` driven by the official OpenAI client (npm "openai"),
+// which nobody here wrote. BT_SERVER is the base URL (http://127.0.0.1:PORT/v1).
+// Run by tests/test_server.sh with node's own test runner.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+
+const baseURL = process.env.BT_SERVER;
+const root = baseURL.replace(/\/v1$/, '');
+const client = new OpenAI({ baseURL, apiKey: 'none', maxRetries: 0, timeout: 60000 });
+const MODEL = 'stories260K.gguf';
+const FAVOURITES = ['lily', 'little girl', 'park', 'ball'];
+
+async function complete(seed, extra = {}) {
+  const r = await client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 48, seed, ...extra,
+  });
+  return r.choices[0].text;
+}
+
+async function streamText(seed, extra = {}, signal) {
+  const stream = await client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 48, seed, stream: true, ...extra,
+  }, signal ? { signal } : undefined);
+  let text = '';
+  let last;
+  for await (const chunk of stream) {
+    text += chunk.choices[0].text ?? '';
+    last = chunk;
+  }
+  return { text, last };
+}
+
+test('models', async () => {
+  const list = await client.models.list();
+  assert.ok(list.data.some((m) => m.id === MODEL));
+});
+
+test('completion, non-streaming', async () => {
+  const r = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 32, seed: 7 });
+  assert.equal(r.object, 'text_completion');
+  assert.ok(r.choices[0].text.length > 20);
+  assert.equal(r.usage.completion_tokens, 32);
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.equal(r.backtrack.prompt_reevaluated, 0);
+});
+
+test('completion, streaming gives the same text as non-streaming', async () => {
+  const whole = await complete(11);
+  const { text, last } = await streamText(11);
+  assert.equal(text, whole);
+  assert.equal(last.choices[0].finish_reason, 'length');
+  assert.equal(last.usage.completion_tokens, 48);
+});
+
+test('chat, non-streaming and streaming', async () => {
+  const msgs = [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'A story, please.' }];
+  const r = await client.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 24, seed: 3 });
+  assert.equal(r.object, 'chat.completion');
+  assert.equal(r.choices[0].message.role, 'assistant');
+  assert.ok(r.choices[0].message.content.length > 0);
+  const stream = await client.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 24, seed: 3, stream: true });
+  let text = '';
+  let role;
+  for await (const chunk of stream) {
+    role ??= chunk.choices[0].delta.role;
+    text += chunk.choices[0].delta.content ?? '';
+  }
+  assert.equal(role, 'assistant');
+  assert.equal(text, r.choices[0].message.content);
+});
+
+test('banned strings: the stream never contains them', async () => {
+  let rewinds = 0;
+  for (let seed = 1; seed <= 10; seed++) {
+    const { text, last } = await streamText(seed, { max_tokens: 120, banned_strings: ['Lily', 'little girl', 'park', 'ball'] });
+    for (const f of FAVOURITES) assert.ok(!text.toLowerCase().includes(f), `seed ${seed}: "${f}" in ${text}`);
+    rewinds += last.backtrack.rewinds;
+  }
+  assert.ok(rewinds > 0, 'the model never reached for a banned word');
+});
+
+test('strategies extension field: replace', async () => {
+  const r = await client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 40, top_k: 1,
+    strategies: [{ name: 'replace', find: [' Lily'], replace: ' Zed' }],
+  });
+  assert.ok(r.choices[0].text.includes('named Zed'), r.choices[0].text);
+  assert.ok(!r.choices[0].text.includes('Lily'));
+});
+
+test('stop strings cut the text and are never sent', async () => {
+  const { text, last } = await streamText(2, { top_k: 1, max_tokens: 60, stop: ['park'] });
+  assert.ok(!text.includes('park'));
+  assert.equal(last.choices[0].finish_reason, 'stop');
+});
+
+test('bad requests are 400 with an OpenAI error', async () => {
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', temperature: -1 }),
+    (e) => e.status === 400 && /temperature/.test(e.message));
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', strategies: [{ name: 'nope' }] }),
+    (e) => e.status === 400 && /unknown strategy/.test(e.message));
+});
+
+test('8 simultaneous streams: each the text it gives alone', async () => {
+  const seeds = [1, 2, 3, 4, 5, 6, 7, 8];
+  const alone = [];
+  for (const s of seeds) alone.push((await streamText(100 + s, { max_tokens: 64 })).text);
+  const together = await Promise.all(seeds.map((s) => streamText(100 + s, { max_tokens: 64 })));
+  together.forEach((r, i) => assert.equal(r.text, alone[i], `seed ${100 + seeds[i]}`));
+});
+
+test('a client that disconnects mid-stream frees its slot', async () => {
+  const ac = new AbortController();
+  const stream = await client.completions.create(
+    { model: MODEL, prompt: 'Once upon a time', max_tokens: 2000, stream: true, seed: 1 },
+    { signal: ac.signal });
+  let n = 0;
+  try {
+    for await (const chunk of stream) { if (++n === 3) ac.abort(); }
+  } catch (e) { /* aborted */ }
+  const before = (await (await fetch(`${root}/health`)).json()).cancelled;
+  let h = { slots_busy: -1 };
+  for (let i = 0; i < 50 && h.slots_busy !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    h = await (await fetch(`${root}/health`)).json();
+  }
+  assert.equal(h.slots_busy, 0);
+  assert.ok(h.cancelled >= 1, 'the generation was cancelled, not run to its end');
+  void before;
+  assert.ok((await complete(5)).length > 0);
+});
+
+test('load: 200 requests from 16 clients', async () => {
+  const latencies = [];
+  let next = 0;
+  let errors = 0;
+  const t0 = performance.now();
+  async function worker() {
+    while (next < 200) {
+      const i = next++;
+      const t = performance.now();
+      try {
+        await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 32, seed: i });
+        latencies.push(performance.now() - t);
+      } catch (e) { errors++; }
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker));
+  const secs = (performance.now() - t0) / 1000;
+  latencies.sort((a, b) => a - b);
+  const p = (q) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+  console.log(`# load: 200 requests, 16 clients: ${(200 / secs).toFixed(1)} requests/s, ` +
+              `latency p50 ${p(0.5)} ms, p90 ${p(0.9)} ms, p99 ${p(0.99)} ms, errors ${errors}`);
+  assert.equal(errors, 0);
+  assert.equal(latencies.length, 200);
+});

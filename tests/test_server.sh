@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# test_server.sh BACKTRACK MODEL -- `backtrack serve` on 127.0.0.1: every endpoint and
+# error class with curl, then the official OpenAI client (tests/server, node's test
+# runner): completions and chat, streaming, banned strings, 8 concurrent streams, a client
+# killed mid-stream, a 200-request load. The server must stay healthy throughout.
+set -u
+bin=$1
+model=$2
+here=$(cd "$(dirname "$0")" && pwd)
+port=$((20000 + $$ % 20000))
+tmp=$(mktemp -d)
+pids=()    # servers
+others=()  # background clients
+cleanup() {
+    for p in "${pids[@]}" "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# start PORT ARGS...: run a server, wait until /health answers
+start() {
+    local p=$1
+    shift
+    "$bin" serve -m "$model" --port "$p" "$@" 2>>"$tmp/server.log" &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$p/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "server on $p did not start:" >&2
+    cat "$tmp/server.log" >&2
+    return 1
+}
+
+start "$port" --parallel 4 -c 2048 --chat-template chatml || exit 1
+U="http://127.0.0.1:$port"
+
+# expect STATUS WORDS CURL-ARGS...: the status code and an OpenAI error mentioning WORDS
+expect() {
+    local want=$1 words=$2
+    shift 2
+    local code
+    code=$(curl -s -o "$tmp/body" -w '%{http_code}' "$@")
+    if [ "$code" = "$want" ] && grep -q "$words" "$tmp/body"; then ok; else bad "$* -> $code $(head -c 300 "$tmp/body")"; fi
+}
+J=(-H 'Content-Type: application/json')
+
+expect 200 '"status":"ok"' "$U/health"
+expect 200 '"id":"stories260K.gguf"' "$U/v1/models"
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":8}' "$U/v1/completions"
+expect 200 '"chat.completion"' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":8}' "$U/v1/chat/completions"
+expect 200 'data: \[DONE\]' -N "${J[@]}" -d '{"prompt":"Once","max_tokens":8,"stream":true}' "$U/v1/completions"
+expect 400 'malformed JSON' "${J[@]}" -d '{"prompt": ' "$U/v1/completions"
+expect 400 'must be a JSON object' "${J[@]}" -d '[1,2]' "$U/v1/completions"
+expect 400 "'prompt' must be a string" "${J[@]}" -d '{"prompt":5}' "$U/v1/completions"
+expect 400 "'max_tokens' must be" "${J[@]}" -d '{"prompt":"x","max_tokens":"ten"}' "$U/v1/completions"
+expect 400 "'temperature' must be" "${J[@]}" -d '{"prompt":"x","temperature":-1}' "$U/v1/completions"
+expect 400 "'top_p' must be" "${J[@]}" -d '{"prompt":"x","top_p":0}' "$U/v1/completions"
+expect 400 "'top_k' must be" "${J[@]}" -d '{"prompt":"x","top_k":-3}' "$U/v1/completions"
+expect 400 "'min_p' must be" "${J[@]}" -d '{"prompt":"x","min_p":2}' "$U/v1/completions"
+expect 400 "'stream' must be" "${J[@]}" -d '{"prompt":"x","stream":"yes"}' "$U/v1/completions"
+expect 400 "only n = 1" "${J[@]}" -d '{"prompt":"x","n":3}' "$U/v1/completions"
+expect 400 "unknown strategy 'nope'" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"nope"}]}' "$U/v1/completions"
+expect 400 "human-guidance needs a terminal" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"human-guidance"}]}' "$U/v1/completions"
+expect 400 "unknown field 'slop'" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slop":["a"]}]}' "$U/v1/completions"
+expect 400 "antislop needs at least one" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop"}]}' "$U/v1/completions"
+expect 400 "missing closing parenthesis" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","regexes":["("]}]}' "$U/v1/completions"
+expect 400 "'banned_strings' must" "${J[@]}" -d '{"prompt":"x","banned_strings":"Lily"}' "$U/v1/completions"
+expect 400 "'messages' must be" "${J[@]}" -d '{"messages":[]}' "$U/v1/chat/completions"
+expect 400 "needs a string 'role'" "${J[@]}" -d '{"messages":[{"role":"user"}]}' "$U/v1/chat/completions"
+expect 400 "UTF-8" "${J[@]}" --data-binary $'{"prompt":"\xff"}' "$U/v1/completions"
+long=$(printf 'Once upon a time %.0s' $(seq 1 600))
+expect 400 "the context holds 2048" "${J[@]}" -d "{\"prompt\":\"$long\"}" "$U/v1/completions"
+head -c 1100000 /dev/zero | tr '\0' 'a' | sed 's/^/{"prompt":"/; s/$/"}/' >"$tmp/big.json"
+expect 400 "larger than 1024 KB" "${J[@]}" --data-binary @"$tmp/big.json" "$U/v1/completions"
+expect 404 "no such endpoint" "$U/v2/nothing"
+expect 405 "use POST" "$U/v1/completions"
+expect 200 '"status":"ok"' "$U/health" # still standing
+
+# 503: one slot, no queue: while one long generation runs, the next is refused
+p2=$((port + 1))
+start "$p2" --parallel 1 --queue 0 -c 2048 || exit 1
+curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2000,"seed":1}' "http://127.0.0.1:$p2/v1/completions" >/dev/null &
+others+=($!)
+sleep 0.3
+expect 503 'server_busy' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions"
+
+echo "curl: $pass passed, $fail failed"
+
+# the official OpenAI client
+if [ ! -d "$here/server/node_modules/openai" ]; then
+    echo "FAIL: tests/server/node_modules missing (scripts/setup.sh runs npm ci there)" >&2
+    fail=$((fail + 1))
+else
+    if BT_SERVER="$U/v1" node --test --test-reporter=spec "$here/server/openai.test.mjs" >"$tmp/node.log" 2>&1; then
+        ok
+    else
+        bad "openai client tests"
+    fi
+    grep -E "^# load|✔|✖|tests |pass |fail " "$tmp/node.log" | sed 's/^/  /'
+    grep -q "✖" "$tmp/node.log" && sed -n '/✖/,+20p' "$tmp/node.log" | head -60 >&2
+fi
+# a clean shutdown: SIGTERM, exit 0, and no sanitizer report (when built with them)
+for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
+others=()
+for p in "${pids[@]}"; do
+    kill -TERM "$p" 2>/dev/null
+    wait "$p"
+    rc=$?
+    [ "$rc" -eq 0 ] && ok || bad "server $p exited $rc after SIGTERM"
+done
+pids=()
+if grep -qE "Sanitizer|runtime error" "$tmp/server.log"; then
+    bad "sanitizer report in the server log:"
+    grep -A15 -E "Sanitizer|runtime error" "$tmp/server.log" | head -40 >&2
+else
+    ok
+fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,1070 @@
+/*
+ * serve.c -- `backtrack serve`: an OpenAI-compatible HTTP server.
+ *
+ *   HTTP (libmicrohttpd, one thread per connection)  -->  bounded queue  -->  N slot
+ *   workers, each a bt_sampler on one member of a bt_llama_pool (one context, batched
+ *   decoding)  -->  released text  -->  the connection (JSON, or server-sent events).
+ *
+ * Only released text ever leaves: a client never sees text a strategy later rewinds. A
+ * client that goes away mid-stream cancels its generation at its next token.
+ */
+#include "serve.h"
+
+#include "cli.h"
+
+#include <cJSON.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_STOP 8
+
+/* ==== Requests ============================================================= */
+
+typedef struct request request;
+struct request {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             refs;     /* the connection and, once queued, the worker */
+    request        *next;     /* queue link */
+    /* what to do */
+    char             *prompt;
+    bool              chat, stream;
+    bt_sampler_params sp;
+    bt_strategy      *strategy; /* NULL: the slot's default */
+    char             *stop[MAX_STOP];
+    int               n_stop;
+    size_t            max_stop;
+    int32_t           n_prompt;
+    /* what happened */
+    char      *out;        /* text produced, stop string cut off */
+    size_t     out_len, out_cap;
+    size_t     visible;    /* bytes that can be sent (no possible stop-string prefix) */
+    size_t     sent;       /* streaming: bytes already sent */
+    bool       stop_hit, done, cancelled, started;
+    int        rc;
+    char       errmsg[256];
+    bt_stats   st;
+    /* streaming wire state */
+    char      *wire;       /* SSE bytes not yet handed to MHD */
+    size_t     wire_len, wire_cap, wire_off;
+    bool       sent_role, sent_final;
+    char       id[40];
+    long long  created;
+};
+
+typedef struct server server;
+
+typedef struct slot {
+    server      *srv;
+    int          index;
+    bt_provider *provider;    /* borrowed from the pool */
+    bt_strategy *fallback;    /* the server's -s strategies for this slot, or NULL */
+    pthread_t    thread;
+} slot;
+
+struct server {
+    cli_args        args;
+    bt_llama_pool  *pool;
+    slot           *slots;
+    int             n_slots;
+    char            model_id[256];
+    int32_t         n_ctx;
+    /* the queue */
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    request        *head, *tail;
+    int             n_waiting, n_running;
+    bool            stop;
+    long long       n_served, n_cancelled;
+};
+
+static request *request_new(void) {
+    request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    static unsigned long long counter;
+    snprintf(r->id, sizeof r->id, "cmpl-%llx%04llx", (unsigned long long)time(NULL),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
+    r->created = (long long)time(NULL);
+    return r;
+}
+
+static void request_unref(request *r) {
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0) return;
+    free(r->prompt);
+    bt_strategy_free(r->strategy);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->out);
+    free(r->wire);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* ==== Released text, stop strings ============================================ */
+
+/* Append bytes to a growing buffer. */
+static int append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+/* After new text: cut at a stop string if one appeared; otherwise make visible all but
+ * the longest tail that could still grow into one. */
+static void check_stops(request *r, size_t old_len) {
+    size_t from = old_len >= r->max_stop ? old_len - r->max_stop + 1 : 0;
+    size_t cut = r->out_len;
+    for (int i = 0; i < r->n_stop; i++) {
+        const char *hit = strstr(r->out + from, r->stop[i]);
+        if (hit && (size_t)(hit - r->out) < cut) cut = (size_t)(hit - r->out);
+    }
+    if (cut < r->out_len) {
+        r->out_len = cut;
+        r->out[cut] = '\0';
+        r->stop_hit = true;
+        r->visible = cut;
+        return;
+    }
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        for (size_t k = sl - 1; k > hold; k--)
+            if (k <= r->out_len && memcmp(r->out + r->out_len - k, r->stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    r->visible = r->out_len - hold;
+}
+
+static int on_release(void *user, bt_token id, const char *text, size_t len) {
+    (void)id;
+    request *r = user;
+    pthread_mutex_lock(&r->mu);
+    if (len > 0 && !r->stop_hit) {
+        size_t old = r->out_len;
+        if (append(&r->out, &r->out_len, &r->out_cap, text, len) != 0) r->cancelled = true;
+        else check_stops(r, old);
+    }
+    bool stop = r->cancelled || r->stop_hit;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return stop;
+}
+
+/* ==== Slot workers ============================================================ */
+
+static void *worker(void *arg) {
+    slot *sl = arg;
+    server *srv = sl->srv;
+    for (;;) {
+        pthread_mutex_lock(&srv->mu);
+        while (!srv->stop && !srv->head) pthread_cond_wait(&srv->cv, &srv->mu);
+        if (srv->stop) {
+            pthread_mutex_unlock(&srv->mu);
+            return NULL;
+        }
+        request *r = srv->head;
+        srv->head = r->next;
+        if (!srv->head) srv->tail = NULL;
+        srv->n_waiting--;
+        srv->n_running++;
+        pthread_mutex_unlock(&srv->mu);
+
+        pthread_mutex_lock(&r->mu);
+        bool skip = r->cancelled;
+        r->started = true;
+        pthread_mutex_unlock(&r->mu);
+        int rc = BT_OK;
+        bt_stats st;
+        memset(&st, 0, sizeof st);
+        char err[256] = "";
+        if (!skip) {
+            bt_sampler *smp = bt_sampler_init(sl->provider, r->strategy ? r->strategy : sl->fallback, &r->sp);
+            if (!smp) {
+                rc = BT_ERR_INVALID_ARG;
+                snprintf(err, sizeof err, "%s", bt_last_error());
+            } else {
+                rc = bt_generate(smp, r->prompt, strlen(r->prompt), on_release, r, &st);
+                if (rc != BT_OK) snprintf(err, sizeof err, "%s", bt_last_error());
+                bt_sampler_free(smp);
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        bool cancelled = r->cancelled;
+        r->rc = rc;
+        r->st = st;
+        snprintf(r->errmsg, sizeof r->errmsg, "%s", err);
+        r->visible = r->out_len;
+        r->done = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        request_unref(r);
+
+        pthread_mutex_lock(&srv->mu);
+        srv->n_running--;
+        srv->n_served++;
+        srv->n_cancelled += cancelled;
+        pthread_mutex_unlock(&srv->mu);
+    }
+}
+
+/* Queue a request; false when the queue is full. */
+static bool enqueue(server *srv, request *r) {
+    pthread_mutex_lock(&srv->mu);
+    int free_slots = srv->n_slots - srv->n_running - srv->n_waiting;
+    if (free_slots <= 0 && srv->n_waiting >= srv->args.queue) {
+        pthread_mutex_unlock(&srv->mu);
+        return false;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    pthread_mutex_unlock(&r->mu);
+    r->next = NULL;
+    if (srv->tail) srv->tail->next = r;
+    else srv->head = r;
+    srv->tail = r;
+    srv->n_waiting++;
+    pthread_cond_signal(&srv->cv);
+    pthread_mutex_unlock(&srv->mu);
+    return true;
+}
+
+/* ==== JSON helpers ================================================================ */
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *body) {
+    char *text = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!text) return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    MHD_add_response_header(resp, "Content-Type", "application/json");
+    enum MHD_Result rc = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+/* An OpenAI-style error. */
+static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *type,
+                                  const char *param, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    if (param) cJSON_AddStringToObject(e, "param", param);
+    else cJSON_AddNullToObject(e, "param");
+    cJSON_AddNullToObject(e, "code");
+    return send_json(c, status, root);
+}
+
+/* Validation failures carry their message here. */
+typedef struct verr {
+    char msg[400];
+    char param[64];
+} verr;
+
+static bool fail(verr *e, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    return false;
+}
+
+/* Read an optional number field within [lo, hi]; integer when asked. */
+static bool get_num(const cJSON *obj, const char *key, double lo, double hi, bool integer,
+                    double *out, bool *present, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (present) *present = false;
+    if (!it || cJSON_IsNull(it)) return true;
+    if (!cJSON_IsNumber(it)) return fail(e, key, "'%s' must be a number", key);
+    double v = it->valuedouble;
+    if (!isfinite(v) || v < lo || v > hi || (integer && v != floor(v)))
+        return fail(e, key, "'%s' must be %s in [%g, %g]", key, integer ? "an integer" : "a number", lo, hi);
+    *out = v;
+    if (present) *present = true;
+    return true;
+}
+
+static bool get_bool(const cJSON *obj, const char *key, bool *out, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) return true;
+    if (!cJSON_IsBool(it)) return fail(e, key, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(it);
+    return true;
+}
+
+/* A string or an array of strings (each non-empty, valid for the phrase list). Calls
+ * add(user, s) for each. */
+static bool get_strings(const cJSON *obj, const char *key, bool required,
+                        bool (*add)(void *, const char *, double, verr *), void *user, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) return required ? fail(e, key, "'%s' is required", key) : true;
+    if (cJSON_IsString(it)) return add(user, it->valuestring, 0.0, e);
+    if (!cJSON_IsArray(it)) return fail(e, key, "'%s' must be a string or an array of strings", key);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, it) {
+        double adj = 0.0;
+        const cJSON *sx = x;
+        if (cJSON_IsArray(x)) { /* [phrase, adjustment] */
+            sx = cJSON_GetArrayItem(x, 0);
+            const cJSON *n = cJSON_GetArrayItem(x, 1);
+            if (!cJSON_IsNumber(n) || !(n->valuedouble > 0 && n->valuedouble <= 1))
+                return fail(e, key, "'%s': [phrase, adjustment] needs an adjustment in (0, 1]", key);
+            adj = n->valuedouble;
+        }
+        if (!cJSON_IsString(sx)) return fail(e, key, "'%s' must hold strings", key);
+        if (!add(user, sx->valuestring, adj, e)) return false;
+    }
+    return true;
+}
+
+/* ==== Strategies from JSON ======================================================== */
+
+typedef struct strlist {
+    char  **s;
+    int32_t n;
+} strlist;
+
+static bool add_phrase(void *user, const char *s, double adj, verr *e) {
+    if (bt_phrase_list_add(user, s, strlen(s), (float)adj) != BT_OK)
+        return fail(e, "strategies", "phrase \"%.60s\": %s", s, bt_last_error());
+    return true;
+}
+
+static bool add_string(void *user, const char *s, double adj, verr *e) {
+    (void)adj;
+    strlist *l = user;
+    if (!*s) return fail(e, "strategies", "empty string");
+    char **ns = realloc(l->s, (size_t)(l->n + 1) * sizeof *ns);
+    if (!ns) return fail(e, "strategies", "out of memory");
+    l->s = ns;
+    if (!(l->s[l->n] = strdup(s))) return fail(e, "strategies", "out of memory");
+    l->n++;
+    return true;
+}
+
+static void strlist_free(strlist *l) {
+    for (int32_t i = 0; i < l->n; i++) free(l->s[i]);
+    free(l->s);
+    l->s = NULL;
+    l->n = 0;
+}
+
+/* Fields each strategy accepts: anything else is refused (a typo should not pass). */
+static bool only_fields(const cJSON *o, const char *const *allowed, verr *e) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o) {
+        bool ok = strcmp(it->string, "name") == 0;
+        for (int i = 0; allowed[i] && !ok; i++) ok = strcmp(it->string, allowed[i]) == 0;
+        if (!ok) return fail(e, "strategies", "unknown field '%s' for this strategy", it->string);
+    }
+    return true;
+}
+
+static bt_strategy *make_antislop(const cJSON *o, const cJSON *banned, verr *e) {
+    static const char *const fields[] = {"slops", "regexes", "whole_word", "with_variants",
+                                         "keep_index_buffer", "skip_tokens", "max_retries",
+                                         "max_retries_total", NULL};
+    bt_phrase_list *l = bt_phrase_list_new();
+    strlist re = {0};
+    bt_strategy *s = NULL;
+    bt_antislop_params ap = bt_antislop_default_params();
+    double v;
+    bool has;
+    if (!l) return NULL;
+    if (banned) {
+        const cJSON *x;
+        if (!cJSON_IsArray(banned)) {
+            fail(e, "banned_strings", "'banned_strings' must be an array of strings");
+            goto done;
+        }
+        cJSON_ArrayForEach(x, banned) {
+            if (!cJSON_IsString(x)) {
+                fail(e, "banned_strings", "'banned_strings' must hold strings");
+                goto done;
+            }
+            if (!add_phrase(l, x->valuestring, 0.0, e)) goto done;
+        }
+    } else {
+        if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_phrase, l, e) ||
+            !get_strings(o, "regexes", false, add_string, &re, e) ||
+            !get_bool(o, "whole_word", &ap.whole_word, e) ||
+            !get_bool(o, "with_variants", &ap.with_variants, e))
+            goto done;
+        if (!get_num(o, "keep_index_buffer", 0, 1e6, true, &v, &has, e)) goto done;
+        if (has) ap.keep_index_buffer = (int32_t)v;
+        if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto done;
+        if (has) ap.skip_tokens = (int32_t)v;
+        if (!get_num(o, "max_retries", 1, 1e6, true, &v, &has, e)) goto done;
+        if (has) ap.max_retries_per_position = (int32_t)v;
+        if (!get_num(o, "max_retries_total", 1, 1e8, true, &v, &has, e)) goto done;
+        if (has) ap.max_retries_total = (int32_t)v;
+    }
+    ap.phrases = l;
+    ap.regexes = (const char *const *)re.s;
+    ap.n_regexes = re.n;
+    if (!(s = bt_antislop_strategy_init(&ap))) fail(e, banned ? "banned_strings" : "strategies", "antislop: %s", bt_last_error());
+done:
+    bt_phrase_list_free(l);
+    strlist_free(&re);
+    return s;
+}
+
+static bt_strategy *make_replace(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"find", "replace", "max_replacements",
+                                         "max_new_tokens_for_replace", "skip_tokens", "max_prob", NULL};
+    strlist find = {0};
+    bt_strategy *s = NULL;
+    bt_replace_params rp = bt_replace_default_params();
+    const cJSON *repl = cJSON_GetObjectItemCaseSensitive(o, "replace");
+    double v;
+    bool has;
+    if (!only_fields(o, fields, e) || !get_strings(o, "find", true, add_string, &find, e)) goto done;
+    if (!cJSON_IsString(repl)) {
+        fail(e, "strategies", "replace: 'replace' must be a string");
+        goto done;
+    }
+    rp.find = (const char *const *)find.s;
+    rp.n_find = find.n;
+    rp.replace = repl->valuestring;
+    if (!get_num(o, "max_replacements", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.max_replacements = (int32_t)v;
+    if (!get_num(o, "max_new_tokens_for_replace", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.max_new_tokens_for_replace = (int32_t)v;
+    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.skip_tokens = (int32_t)v;
+    if (!get_num(o, "max_prob", 0, 1, false, &v, &has, e)) goto done;
+    if (has) rp.max_prob = (float)v;
+    if (!(s = bt_replace_strategy_init(&rp))) fail(e, "strategies", "replace: %s", bt_last_error());
+done:
+    strlist_free(&find);
+    return s;
+}
+
+static bt_strategy *make_creative(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"top_p_flat", "top_k_threshold_flat", "eos_penalty", NULL};
+    bt_creative_writing_params cp = bt_creative_writing_default_params();
+    double v;
+    bool has;
+    if (!only_fields(o, fields, e)) return NULL;
+    if (!get_num(o, "top_p_flat", 1e-6, 1, false, &v, &has, e)) return NULL;
+    if (has) cp.top_p_flat = (float)v;
+    if (!get_num(o, "top_k_threshold_flat", 1, 1e9, true, &v, &has, e)) return NULL;
+    if (has) cp.top_k_threshold_flat = (int32_t)v;
+    if (!get_num(o, "eos_penalty", 0, 1e6, false, &v, &has, e)) return NULL;
+    if (has) cp.eos_penalty = (float)v;
+    bt_strategy *s = bt_creative_writing_strategy_init(&cp);
+    if (!s) fail(e, "strategies", "creative-writing: %s", bt_last_error());
+    return s;
+}
+
+static bt_strategy *make_adaptive(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"coeffs", NULL};
+    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
+    if (!only_fields(o, fields, e)) return NULL;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "coeffs");
+    if (c) {
+        if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 5) {
+            fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
+            return NULL;
+        }
+        for (int i = 0; i < 5; i++) {
+            const cJSON *x = cJSON_GetArrayItem(c, i);
+            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) {
+                fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
+                return NULL;
+            }
+            ap.coeffs[i] = (float)x->valuedouble;
+        }
+    }
+    bt_strategy *s = bt_adaptive_temperature_strategy_init(&ap);
+    if (!s) fail(e, "strategies", "adaptive-temperature: %s", bt_last_error());
+    return s;
+}
+
+/* The request's strategies (NULL with e->msg empty: none asked for). */
+static bt_strategy *build_strategies(const cJSON *body, verr *e) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "strategies");
+    const cJSON *banned = cJSON_GetObjectItemCaseSensitive(body, "banned_strings");
+    bt_strategy *parts[16];
+    int n = 0;
+    if (list && !cJSON_IsNull(list)) {
+        if (!cJSON_IsArray(list)) {
+            fail(e, "strategies", "'strategies' must be an array of objects");
+            return NULL;
+        }
+        const cJSON *o;
+        cJSON_ArrayForEach(o, list) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+            bt_strategy *s = NULL;
+            if (n == 15) {
+                fail(e, "strategies", "at most 15 strategies");
+                goto fail;
+            }
+            if (!cJSON_IsObject(o) || !cJSON_IsString(name)) {
+                fail(e, "strategies", "each strategy is an object with a \"name\"");
+                goto fail;
+            }
+            const char *nm = name->valuestring;
+            static const char *const none[] = {NULL};
+            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, NULL, e);
+            else if (strcmp(nm, "replace") == 0) s = make_replace(o, e);
+            else if (strcmp(nm, "creative-writing") == 0) s = make_creative(o, e);
+            else if (strcmp(nm, "adaptive-temperature") == 0) s = make_adaptive(o, e);
+            else if (strcmp(nm, "noop") == 0) s = only_fields(o, none, e) ? bt_noop_strategy_init() : NULL;
+            else if (strcmp(nm, "debug") == 0) s = only_fields(o, none, e) ? bt_debug_strategy_init(NULL) : NULL;
+            else {
+                fail(e, "strategies", "unknown strategy '%s' (antislop, replace, creative-writing, "
+                                      "adaptive-temperature, debug, noop; human-guidance needs a terminal)", nm);
+                goto fail;
+            }
+            if (!s) goto fail;
+            parts[n++] = s;
+        }
+    }
+    if (banned && !cJSON_IsNull(banned)) {
+        bt_strategy *s = make_antislop(NULL, banned, e);
+        if (!s) goto fail;
+        parts[n++] = s;
+    }
+    if (n == 0) return NULL;
+    if (n == 1) return parts[0];
+    bt_strategy *chain = bt_chain_strategy_init(parts, n);
+    if (!chain) fail(e, "strategies", "%s", bt_last_error());
+    return chain;
+fail:
+    for (int i = 0; i < n; i++) bt_strategy_free(parts[i]);
+    return NULL;
+}
+
+/* ==== Request parsing ================================================================ */
+
+static bool add_stop(void *user, const char *s, double adj, verr *e) {
+    (void)adj;
+    request *r = user;
+    if (!*s) return fail(e, "stop", "'stop' strings must not be empty");
+    if (r->n_stop == MAX_STOP) return fail(e, "stop", "at most %d stop strings", MAX_STOP);
+    if (!(r->stop[r->n_stop] = strdup(s))) return fail(e, "stop", "out of memory");
+    size_t l = strlen(s);
+    if (l > r->max_stop) r->max_stop = l;
+    r->n_stop++;
+    return true;
+}
+
+/* Fill a request from the JSON body of /v1/completions (chat false) or
+ * /v1/chat/completions (chat true). */
+static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e) {
+    const cli_args *A = &srv->args;
+    if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object");
+    r->chat = chat;
+    if (chat) {
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(b, "messages");
+        int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
+        if (n == 0) return fail(e, "messages", "'messages' must be a non-empty array");
+        bt_chat_message *m = calloc((size_t)n, sizeof *m);
+        if (!m) return fail(e, NULL, "out of memory");
+        int i = 0;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, msgs) {
+            const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+            if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+                free(m);
+                return fail(e, "messages", "each message needs a string 'role' and 'content'");
+            }
+            m[i++] = (bt_chat_message){role->valuestring, content->valuestring};
+        }
+        int rc = bt_llama_chat_messages(srv->slots[0].provider, srv->args.chat_template, m, n, &r->prompt);
+        free(m);
+        if (rc != BT_OK) return fail(e, "messages", "%s", bt_last_error());
+    } else {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "prompt");
+        if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
+        if (!cJSON_IsString(p)) return fail(e, "prompt", "'prompt' must be a string");
+        if (!(r->prompt = strdup(p->valuestring))) return fail(e, NULL, "out of memory");
+    }
+    if (!*r->prompt) return fail(e, chat ? "messages" : "prompt", "the prompt is empty");
+
+    r->sp = bt_sampler_default_params();
+    r->sp.temperature = A->temp;
+    r->sp.top_k = A->top_k;
+    r->sp.top_p = A->top_p;
+    r->sp.min_p = A->min_p;
+    r->sp.seed = A->seed;
+    r->sp.max_new_tokens = A->n_predict;
+    double v;
+    bool has;
+    if (!get_num(b, "max_tokens", 1, srv->n_ctx, true, &v, &has, e)) return false;
+    if (has) r->sp.max_new_tokens = (int32_t)v;
+    if (!get_num(b, "temperature", 0, 1e4, false, &v, &has, e)) return false;
+    if (has) r->sp.temperature = (float)v;
+    if (!get_num(b, "top_p", 1e-9, 1, false, &v, &has, e)) return false;
+    if (has) r->sp.top_p = (float)v;
+    if (!get_num(b, "top_k", 0, 1e9, true, &v, &has, e)) return false;
+    if (has) r->sp.top_k = (int32_t)v;
+    if (!get_num(b, "min_p", 0, 1, false, &v, &has, e)) return false;
+    if (has) r->sp.min_p = (float)v;
+    if (!get_num(b, "seed", 0, 9007199254740991.0, true, &v, &has, e)) return false;
+    if (has) r->sp.seed = (uint64_t)v;
+    if (!get_num(b, "n", 1, 1, true, &v, &has, e)) return fail(e, "n", "only n = 1 is supported");
+    if (!get_bool(b, "stream", &r->stream, e)) return false;
+    if (!get_strings(b, "stop", false, add_stop, r, e)) return false;
+
+    /* the prompt must leave room in the context */
+    bt_token *toks = NULL;
+    int32_t nt = 0;
+    int rc = bt_provider_tokenize(srv->slots[0].provider, r->prompt, strlen(r->prompt),
+                                  r->sp.add_special, r->sp.parse_special, &toks, &nt);
+    free(toks);
+    if (rc != BT_OK) return fail(e, chat ? "messages" : "prompt", "%s", bt_last_error());
+    if (nt >= srv->n_ctx)
+        return fail(e, chat ? "messages" : "prompt",
+                    "the prompt is %d tokens; the context holds %d (server -c)", nt, srv->n_ctx);
+    r->n_prompt = nt;
+
+    e->msg[0] = '\0';
+    r->strategy = build_strategies(b, e);
+    return e->msg[0] == '\0';
+}
+
+/* ==== Responses ======================================================================= */
+
+static const char *finish_reason(const request *r) {
+    if (r->stop_hit || r->st.stop_reason == BT_STOP_EOG) return "stop";
+    return "length";
+}
+
+static void add_usage(cJSON *root, const request *r) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->st.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)r->st.n_released);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(r->st.n_prompt + r->st.n_released));
+    cJSON *b = cJSON_AddObjectToObject(root, "backtrack");
+    cJSON_AddNumberToObject(b, "rewinds", (double)r->st.n_rewinds);
+    cJSON_AddNumberToObject(b, "discarded_tokens", (double)r->st.n_discarded);
+    cJSON_AddNumberToObject(b, "steps", (double)r->st.n_steps);
+    cJSON_AddNumberToObject(b, "evaluated_positions", (double)r->st.n_evaluated);
+    cJSON_AddNumberToObject(b, "prompt_reevaluated", (double)r->st.n_prompt_reevaluated);
+    cJSON_AddNumberToObject(b, "dead_ends", (double)r->st.n_dead_ends);
+    cJSON_AddStringToObject(b, "stop_reason", bt_stop_reason_name(r->st.stop_reason));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->st.seed);
+    cJSON_AddStringToObject(b, "seed", seed);
+    cJSON_AddNumberToObject(b, "time_ms", r->st.t_total_ms);
+}
+
+static cJSON *completion_json(server *srv, const request *r) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", r->id);
+    cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)r->created);
+    cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (r->chat) {
+        cJSON *m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", r->out ? r->out : "");
+    } else {
+        cJSON_AddStringToObject(c, "text", r->out ? r->out : "");
+        cJSON_AddNullToObject(c, "logprobs");
+    }
+    cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
+    add_usage(root, r);
+    return root;
+}
+
+/* One server-sent event with a chunk: `text` (may be NULL), `final` adds the finish
+ * reason, usage and statistics. */
+static void sse_chunk(server *srv, request *r, const char *text, size_t len, bool final) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", r->id);
+    cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)r->created);
+    cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    char *t = malloc(len + 1);
+    if (t) {
+        memcpy(t, text ? text : "", len);
+        t[len] = '\0';
+    }
+    if (r->chat) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (!r->sent_role) {
+            cJSON_AddStringToObject(d, "role", "assistant");
+            r->sent_role = true;
+        }
+        if (len > 0 && t) cJSON_AddStringToObject(d, "content", t);
+    } else {
+        cJSON_AddStringToObject(c, "text", t ? t : "");
+        cJSON_AddNullToObject(c, "logprobs");
+    }
+    free(t);
+    if (final) {
+        cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
+        add_usage(root, r);
+    } else {
+        cJSON_AddNullToObject(c, "finish_reason");
+    }
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!js) return;
+    append(&r->wire, &r->wire_len, &r->wire_cap, "data: ", 6);
+    append(&r->wire, &r->wire_len, &r->wire_cap, js, strlen(js));
+    append(&r->wire, &r->wire_len, &r->wire_cap, "\n\n", 2);
+    free(js);
+}
+
+typedef struct stream_ctx {
+    server  *srv;
+    request *r;
+} stream_ctx;
+
+/* MHD pulls the stream from here (the connection's own thread: it may block). */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    stream_ctx *sc = cls;
+    request *r = sc->r;
+    pthread_mutex_lock(&r->mu);
+    while (r->wire_off == r->wire_len) {
+        r->wire_off = r->wire_len = 0;
+        if (r->sent < r->visible) {
+            sse_chunk(sc->srv, r, r->out + r->sent, r->visible - r->sent, false);
+            r->sent = r->visible;
+        } else if (r->done && !r->sent_final) {
+            if (r->rc != BT_OK) {
+                char msg[400];
+                cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+                snprintf(msg, sizeof msg, "%s", r->errmsg);
+                cJSON_AddStringToObject(e, "message", msg);
+                cJSON_AddStringToObject(e, "type", "server_error");
+                char *js = cJSON_PrintUnformatted(root);
+                cJSON_Delete(root);
+                if (js) {
+                    append(&r->wire, &r->wire_len, &r->wire_cap, "data: ", 6);
+                    append(&r->wire, &r->wire_len, &r->wire_cap, js, strlen(js));
+                    append(&r->wire, &r->wire_len, &r->wire_cap, "\n\n", 2);
+                    free(js);
+                }
+            } else {
+                sse_chunk(sc->srv, r, NULL, 0, true);
+            }
+            append(&r->wire, &r->wire_len, &r->wire_cap, "data: [DONE]\n\n", 14);
+            r->sent_final = true;
+        } else if (r->done) {
+            pthread_mutex_unlock(&r->mu);
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        } else {
+            /* nothing yet: wait, and every second send a comment so a vanished client is
+             * noticed even while a strategy holds the text back */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
+                r->sent == r->visible && !r->done)
+                append(&r->wire, &r->wire_len, &r->wire_cap, ": waiting\n\n", 11);
+        }
+    }
+    size_t n = r->wire_len - r->wire_off;
+    if (n > max) n = max;
+    memcpy(buf, r->wire + r->wire_off, n);
+    r->wire_off += n;
+    pthread_mutex_unlock(&r->mu);
+    return (ssize_t)n;
+}
+
+/* The stream is over, or the client went away: cancel what is left. */
+static void stream_free(void *cls) {
+    stream_ctx *sc = cls;
+    pthread_mutex_lock(&sc->r->mu);
+    if (!sc->r->done) sc->r->cancelled = true;
+    pthread_mutex_unlock(&sc->r->mu);
+    request_unref(sc->r);
+    free(sc);
+}
+
+/* ==== HTTP ================================================================================ */
+
+typedef struct body {
+    char  *data;
+    size_t len, cap;
+    bool   too_big;
+} body;
+
+static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, body *bd, bool chat) {
+    if (bd->too_big)
+        return send_error(c, 400, "invalid_request_error", NULL,
+                          "the body is larger than %d KB (server --max-body)", srv->args.max_body_kb);
+    const char *end = NULL;
+    cJSON *json = cJSON_ParseWithLengthOpts(bd->data ? bd->data : "", bd->len, &end, 0);
+    if (!json)
+        return send_error(c, 400, "invalid_request_error", NULL, "malformed JSON at byte %ld",
+                          end && bd->data ? (long)(end - bd->data) : 0L);
+    request *r = request_new();
+    if (!r) {
+        cJSON_Delete(json);
+        return send_error(c, 500, "server_error", NULL, "out of memory");
+    }
+    verr e = {{0}, {0}};
+    bool ok = parse_request(srv, json, chat, r, &e);
+    cJSON_Delete(json);
+    if (!ok) {
+        request_unref(r);
+        return send_error(c, 400, "invalid_request_error", e.param[0] ? e.param : NULL, "%s", e.msg);
+    }
+    if (!enqueue(srv, r)) {
+        request_unref(r);
+        return send_error(c, 503, "server_busy", NULL,
+                          "all %d slots are busy and %d requests wait: try again later",
+                          srv->n_slots, srv->args.queue);
+    }
+    if (r->stream) {
+        stream_ctx *sc = malloc(sizeof *sc);
+        if (!sc) {
+            pthread_mutex_lock(&r->mu);
+            r->cancelled = true;
+            pthread_mutex_unlock(&r->mu);
+            request_unref(r);
+            return MHD_NO;
+        }
+        sc->srv = srv;
+        sc->r = r; /* the connection's reference moves to the stream */
+        struct MHD_Response *resp =
+            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free);
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+        enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+        MHD_destroy_response(resp);
+        return rc;
+    }
+    pthread_mutex_lock(&r->mu);
+    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    enum MHD_Result rc;
+    if (r->rc != BT_OK)
+        rc = send_error(c, r->rc == BT_ERR_CONTEXT_FULL ? 400 : 500,
+                        r->rc == BT_ERR_CONTEXT_FULL ? "invalid_request_error" : "server_error", NULL,
+                        "%s", r->errmsg);
+    else
+        rc = send_json(c, 200, completion_json(srv, r));
+    request_unref(r);
+    return rc;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
+                               const char *method, const char *version, const char *upload,
+                               size_t *upload_size, void **con_cls) {
+    (void)version;
+    server *srv = cls;
+    if (!*con_cls) { /* first call: headers only */
+        body *bd = calloc(1, sizeof *bd);
+        if (!bd) return MHD_NO;
+        *con_cls = bd;
+        return MHD_YES;
+    }
+    body *bd = *con_cls;
+    if (*upload_size > 0) {
+        if (bd->len + *upload_size > (size_t)srv->args.max_body_kb * 1024) bd->too_big = true;
+        else if (append(&bd->data, &bd->len, &bd->cap, upload, *upload_size) != 0) bd->too_big = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+    if (strcmp(url, "/health") == 0 || strcmp(url, "/v1/health") == 0) {
+        if (!get) return send_error(c, 405, "invalid_request_error", NULL, "use GET");
+        cJSON *root = cJSON_CreateObject();
+        pthread_mutex_lock(&srv->mu);
+        cJSON_AddStringToObject(root, "status", "ok");
+        cJSON_AddNumberToObject(root, "slots", srv->n_slots);
+        cJSON_AddNumberToObject(root, "slots_busy", srv->n_running);
+        cJSON_AddNumberToObject(root, "queued", srv->n_waiting);
+        cJSON_AddNumberToObject(root, "served", (double)srv->n_served);
+        cJSON_AddNumberToObject(root, "cancelled", (double)srv->n_cancelled);
+        pthread_mutex_unlock(&srv->mu);
+        return send_json(c, 200, root);
+    }
+    if (strcmp(url, "/v1/models") == 0) {
+        if (!get) return send_error(c, 405, "invalid_request_error", NULL, "use GET");
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "object", "list");
+        cJSON *data = cJSON_AddArrayToObject(root, "data"), *m = cJSON_CreateObject();
+        cJSON_AddItemToArray(data, m);
+        cJSON_AddStringToObject(m, "id", srv->model_id);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", 0);
+        cJSON_AddStringToObject(m, "owned_by", "backtrack");
+        return send_json(c, 200, root);
+    }
+    bool comp = strcmp(url, "/v1/completions") == 0, chat = strcmp(url, "/v1/chat/completions") == 0;
+    if (comp || chat) {
+        if (!post) return send_error(c, 405, "invalid_request_error", NULL, "use POST");
+        return handle_generate(srv, c, bd, chat);
+    }
+    return send_error(c, 404, "invalid_request_error", NULL, "no such endpoint: %s %s", method, url);
+}
+
+static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+    (void)cls, (void)c, (void)toe;
+    body *bd = *con_cls;
+    if (bd) {
+        free(bd->data);
+        free(bd);
+    }
+    *con_cls = NULL;
+}
+
+/* ==== Main ================================================================================ */
+
+static volatile sig_atomic_t g_quit;
+static void on_signal(int sig) {
+    (void)sig;
+    g_quit = 1;
+}
+
+static void log_to_stderr(void *user, int level, const char *msg) {
+    int verbose = *(int *)user;
+    if (level == BT_LOG_DEBUG && !verbose) return;
+    fprintf(stderr, "serve: %s\n", msg);
+}
+
+int serve_main(int argc, char **argv) {
+    static server srv;
+    char err[512];
+    int rc = cli_parse_server(argc, argv, &srv.args, err, sizeof err);
+    if (rc == 1) {
+        cli_server_usage(stdout);
+        cli_args_free(&srv.args);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "backtrack serve: error: %s\n", err);
+        cli_args_free(&srv.args);
+        return 2;
+    }
+    static int verbose;
+    verbose = srv.args.verbose;
+    bt_log_set(log_to_stderr, &verbose);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.args.port)};
+    if (inet_pton(AF_INET, srv.args.host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "backtrack serve: error: --host must be an IPv4 address, not '%s'\n", srv.args.host);
+        cli_args_free(&srv.args);
+        return 2;
+    }
+
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = srv.args.model;
+    lp.n_ctx = srv.args.n_ctx;
+    lp.n_threads = srv.args.n_threads;
+    lp.n_gpu_layers = srv.args.n_gpu_layers;
+    lp.logits_window = srv.args.logits_window;
+    lp.verbose = srv.args.verbose;
+    srv.n_slots = srv.args.parallel;
+    srv.pool = bt_llama_pool_init(&lp, srv.n_slots);
+    if (!srv.pool) {
+        fprintf(stderr, "backtrack serve: error: %s\n", bt_last_error());
+        cli_args_free(&srv.args);
+        return 1;
+    }
+    srv.n_ctx = bt_provider_n_ctx(bt_llama_pool_provider(srv.pool, 0));
+    const char *base = strrchr(srv.args.model, '/');
+    snprintf(srv.model_id, sizeof srv.model_id, "%s", base ? base + 1 : srv.args.model);
+    pthread_mutex_init(&srv.mu, NULL);
+    pthread_cond_init(&srv.cv, NULL);
+    srv.slots = calloc((size_t)srv.n_slots, sizeof *srv.slots);
+    int status = 1;
+    int started = 0;
+    struct MHD_Daemon *d = NULL;
+    if (!srv.slots) goto done;
+    for (int i = 0; i < srv.n_slots; i++) {
+        slot *sl = &srv.slots[i];
+        sl->srv = &srv;
+        sl->index = i;
+        sl->provider = bt_llama_pool_provider(srv.pool, i);
+        if (srv.args.n_specs > 0 &&
+            cli_build_strategy(&srv.args, sl->provider, &sl->fallback, err, sizeof err) != BT_OK) {
+            fprintf(stderr, "backtrack serve: error: %s\n", err);
+            goto done;
+        }
+    }
+    for (; started < srv.n_slots; started++)
+        if (pthread_create(&srv.slots[started].thread, NULL, worker, &srv.slots[started]) != 0) goto done;
+
+    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                         (uint16_t)srv.args.port, NULL, NULL, handler, &srv,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+                         MHD_OPTION_NOTIFY_COMPLETED, request_completed, &srv,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600,
+                         MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "backtrack serve: error: cannot listen on %s:%d (%s)\n", srv.args.host,
+                srv.args.port, strerror(errno));
+        goto done;
+    }
+    fprintf(stderr, "serve: %s on http://%s:%d (%d slots of %d tokens, queue %d)\n", srv.model_id,
+            srv.args.host, srv.args.port, srv.n_slots, srv.n_ctx, srv.args.queue);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    while (!g_quit) pause();
+    fprintf(stderr, "serve: stopping\n");
+    status = 0;
+done:
+    if (d) MHD_stop_daemon(d);
+    pthread_mutex_lock(&srv.mu);
+    srv.stop = true;
+    /* cancel what still waits */
+    for (request *r = srv.head; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        r->cancelled = r->done = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    pthread_cond_broadcast(&srv.cv);
+    pthread_mutex_unlock(&srv.mu);
+    for (int i = 0; i < started; i++) pthread_join(srv.slots[i].thread, NULL);
+    while (srv.head) {
+        request *r = srv.head;
+        srv.head = r->next;
+        request_unref(r);
+    }
+    for (int i = 0; srv.slots && i < srv.n_slots; i++) bt_strategy_free(srv.slots[i].fallback);
+    free(srv.slots);
+    bt_llama_pool_free(srv.pool);
+    cli_args_free(&srv.args);
+    return status;
+}
