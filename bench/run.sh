@@ -58,16 +58,20 @@ echo "Tokens/s of backtrack's generation path (llama.cpp provider, no-op strateg
 echo "plain loop written against llama.h (llama_decode one token at a time, llama.cpp's"
 echo "sampler chain), same model, threads, context, prompt and token count. Target: >= 0.98."
 echo
+echo '```'
+echo "$B/bench_e2e models/stories260K.gguf 256 9 1"
+echo "$B/bench_e2e $out/bench-100m.gguf 128 7 $cpus"
+echo "$B/bench_e2e $out/bench-1b.gguf 24 3 $cpus      # unless BT_BENCH_1B=0"
+echo '```'
+echo
 echo "| model | sampling | threads | tokens | backtrack tok/s | plain llama.cpp tok/s | ratio |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
 } >>"$md"
-e2e() { printf '<!-- %s -->\n' "$*" >>"$md"; "$@" | tee -a "$md"; }
+e2e() { "$@" | tee -a "$md"; }
 e2e $B/bench_e2e models/stories260K.gguf 256 9 1
 e2e $B/bench_e2e "$out/bench-100m.gguf" 128 7 "$cpus"
 if [ -f "$out/bench-1b.gguf" ]; then e2e $B/bench_e2e "$out/bench-1b.gguf" 24 3 "$cpus"; fi
 {
-echo
-echo "Commands: \`$B/bench_e2e MODEL TOKENS RUNS THREADS\` (in the comments of the table source)."
 echo
 echo "## 3. Rewind cost and memory"
 echo
@@ -77,6 +81,10 @@ echo "evaluation) and without it (re-decode one token). Evaluations per kept tok
 echo "every position the model ran after the prompt; prompt positions evaluated twice must"
 echo "be 0. Time is per kept token (best of 3). Peak RSS is the whole process (model mapped"
 echo "in, KV cache sized by the context), one process per row."
+echo
+echo '```'
+echo "$B/bench_rewind $out/bench-100m.gguf plain|rewind TOKENS WINDOW   # undo 3 every 8"
+echo '```'
 echo
 echo "| model | rewinds | logits window | kept | rewinds | discarded | evaluations per kept token | prompt re-evaluated | ms per kept token | peak RSS MiB |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -97,7 +105,7 @@ echo "AntiSlop on the real model, banning its favourite and most frequent words:
 } >>"$md"
 cmd=(build/backtrack -m models/stories260K.gguf -p "Once upon a time" -n 1000 --seed 1 --stats
      -s antislop --slop Lily --slop "little girl" --slop park --slop ball --slop " the " --slop " was ")
-printf '\n```\n%s\n```\n\n```\n' "${cmd[*]}" >>"$md"
+printf '\n```\n%s\n```\n\n```\n' "$(printf '%q ' "${cmd[@]}")" >>"$md"
 "${cmd[@]}" 2>&1 >/dev/null | tee -a "$md"
 printf '```\n' >>"$md"
 {

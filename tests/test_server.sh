@@ -84,9 +84,12 @@ expect 200 '"status":"ok"' "$U/health" # still standing
 # 503: one slot, no queue: while one long generation runs, the next is refused
 p2=$((port + 1))
 start "$p2" --parallel 1 --queue 0 -c 2048 || exit 1
-curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2000,"seed":1}' "http://127.0.0.1:$p2/v1/completions" >/dev/null &
+curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2040,"min_p":0,"seed":1}' "http://127.0.0.1:$p2/v1/completions" >/dev/null &
 others+=($!)
-sleep 0.3
+for _ in $(seq 1 100); do # until the long one holds the only slot
+    curl -s "http://127.0.0.1:$p2/health" | grep -q '"slots_busy":1' && break
+    sleep 0.05
+done
 expect 503 'server_busy' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions"
 
 echo "curl: $pass passed, $fail failed"
