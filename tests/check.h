@@ -4,6 +4,7 @@
 #define BT_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,5 +65,35 @@ static int check_passed, check_failed;
         printf("%d passed, %d failed\n", check_passed, check_failed);                     \
         return check_failed ? 1 : 0;                                                      \
     } while (0)
+
+/* ---- helpers shared by the test programs ---- */
+
+/* Collects released text: use text_sink_collect as the bt_release_fn. */
+typedef struct text_sink {
+    char   text[65536];
+    size_t len;
+} text_sink;
+
+static inline int text_sink_collect(void *user, int32_t id, const char *text, size_t len) {
+    (void)id;
+    text_sink *s = user;
+    if (s->len + len < sizeof s->text) {
+        memcpy(s->text + s->len, text, len);
+        s->len += len;
+        s->text[s->len] = '\0';
+    }
+    return 0;
+}
+
+/* Does hay contain needle, ASCII case-insensitively? */
+static inline int contains_ci(const char *hay, const char *needle) {
+    size_t n = strlen(needle);
+    for (const char *p = hay; *p; p++) {
+        size_t i = 0;
+        while (i < n && p[i] && ((p[i] | 32) == (needle[i] | 32))) i++;
+        if (i == n) return 1;
+    }
+    return 0;
+}
 
 #endif

@@ -12,22 +12,6 @@ static const char *GREEDY =
     ", there was a little girl named Lily. She loved to play outside in the park. "
     "One day, she saw a big, red ball. She wanted to play with it, but it was too high.";
 
-typedef struct sink {
-    char   text[16384];
-    size_t len;
-} sink;
-
-static int collect(void *user, bt_token id, const char *text, size_t len) {
-    (void)id;
-    sink *s = user;
-    if (s->len + len < sizeof s->text) {
-        memcpy(s->text + s->len, text, len);
-        s->len += len;
-        s->text[s->len] = '\0';
-    }
-    return 0;
-}
-
 static bt_provider *load(int32_t n_ctx, int32_t window) {
     bt_llama_params lp = bt_llama_default_params();
     lp.model_path = MODEL;
@@ -53,9 +37,9 @@ static void test_greedy_continuation(void) {
     CHECK_EQ_INT(bt_provider_n_vocab(p), 512);
     bt_sampler_params sp = greedy(200);
     bt_sampler *s = bt_sampler_init(p, NULL, &sp);
-    sink k = {0};
+    text_sink k = {0};
     bt_stats st;
-    CHECK_EQ_INT(bt_generate(s, "Once upon a time", 16, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(bt_generate(s, "Once upon a time", 16, text_sink_collect, &k, &st), BT_OK);
     CHECK(strncmp(k.text, GREEDY, strlen(GREEDY)) == 0);
     if (strncmp(k.text, GREEDY, strlen(GREEDY)) != 0) fprintf(stderr, "got: %s\n", k.text);
     CHECK_EQ_INT(st.n_prompt, 5); /* BOS + 4 tokens: BOS added as the metadata asks */
@@ -94,10 +78,10 @@ static void rewind_case(int32_t window, int32_t at, int32_t n, int64_t extra_eva
     bt_strategy *str = bt_strategy_init(&ro_iface, &r);
     bt_sampler *plain = bt_sampler_init(p, NULL, &sp);
     bt_sampler *rw = bt_sampler_init(p, str, &sp);
-    sink a = {0}, b = {0};
+    text_sink a = {0}, b = {0};
     bt_stats sa, sb;
-    CHECK_EQ_INT(bt_generate(plain, "Once upon a time", 16, collect, &a, &sa), BT_OK);
-    CHECK_EQ_INT(bt_generate(rw, "Once upon a time", 16, collect, &b, &sb), BT_OK);
+    CHECK_EQ_INT(bt_generate(plain, "Once upon a time", 16, text_sink_collect, &a, &sa), BT_OK);
+    CHECK_EQ_INT(bt_generate(rw, "Once upon a time", 16, text_sink_collect, &b, &sb), BT_OK);
     CHECK_STR(b.text, a.text);
     CHECK_EQ_INT(sb.n_rewinds, 1);
     CHECK_EQ_INT(sb.n_discarded, n);
@@ -126,15 +110,15 @@ static void test_same_seed_same_bytes(void) {
     sp.seed = 42;
     sp.max_new_tokens = 120;
     bt_sampler *s = bt_sampler_init(p, NULL, &sp);
-    sink a = {0}, b = {0}, c = {0};
-    bt_generate(s, "Once upon a time", 16, collect, &a, NULL);
-    bt_generate(s, "Once upon a time", 16, collect, &b, NULL);
+    text_sink a = {0}, b = {0}, c = {0};
+    bt_generate(s, "Once upon a time", 16, text_sink_collect, &a, NULL);
+    bt_generate(s, "Once upon a time", 16, text_sink_collect, &b, NULL);
     CHECK(a.len > 20);
     CHECK_STR(a.text, b.text);
     bt_sampler_free(s);
     sp.seed = 43;
     s = bt_sampler_init(p, NULL, &sp);
-    bt_generate(s, "Once upon a time", 16, collect, &c, NULL);
+    bt_generate(s, "Once upon a time", 16, text_sink_collect, &c, NULL);
     CHECK(strcmp(a.text, c.text) != 0);
     bt_sampler_free(s);
     bt_provider_free(p);
@@ -197,17 +181,17 @@ static void test_context_limits(void) {
     CHECK_EQ_INT(bt_provider_n_ctx(p), 64);
     bt_sampler_params sp = greedy(0); /* until the context is full */
     bt_sampler *s = bt_sampler_init(p, NULL, &sp);
-    sink k = {0};
+    text_sink k = {0};
     bt_stats st;
-    CHECK_EQ_INT(bt_generate(s, "Once upon a time", 16, collect, &k, &st), BT_ERR_CONTEXT_FULL);
+    CHECK_EQ_INT(bt_generate(s, "Once upon a time", 16, text_sink_collect, &k, &st), BT_ERR_CONTEXT_FULL);
     CHECK_EQ_INT(st.n_released, 64 - 5); /* all it generated was delivered first */
     /* a prompt longer than the context */
     char longp[2000] = "";
     for (int i = 0; i < 60; i++) strcat(longp, "Once upon a time ");
-    CHECK_EQ_INT(bt_generate(s, longp, strlen(longp), collect, &k, &st), BT_ERR_CONTEXT_FULL);
+    CHECK_EQ_INT(bt_generate(s, longp, strlen(longp), text_sink_collect, &k, &st), BT_ERR_CONTEXT_FULL);
     CHECK(strstr(bt_last_error(), "prompt") != NULL);
     /* invalid UTF-8 in the prompt */
-    CHECK_EQ_INT(bt_generate(s, "Once \xc3(", 7, collect, &k, &st), BT_ERR_UTF8);
+    CHECK_EQ_INT(bt_generate(s, "Once \xc3(", 7, text_sink_collect, &k, &st), BT_ERR_UTF8);
     /* stories260K has no chat template */
     char *chat = NULL;
     CHECK_EQ_INT(bt_llama_chat_prompt(p, "hi", &chat), BT_ERR_UNSUPPORTED);

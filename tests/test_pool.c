@@ -10,22 +10,6 @@
 static const char *MODEL = BT_TEST_MODEL;
 enum { N = 4, TOKENS = 120 };
 
-typedef struct sink {
-    char   text[8192];
-    size_t len;
-} sink;
-
-static int collect(void *user, bt_token id, const char *text, size_t len) {
-    (void)id;
-    sink *s = user;
-    if (s->len + len < sizeof s->text) {
-        memcpy(s->text + s->len, text, len);
-        s->len += len;
-        s->text[s->len] = '\0';
-    }
-    return 0;
-}
-
 /* rewinds 5 tokens once, at 30 */
 typedef struct once { int done; } once;
 static int32_t on_bt(bt_strategy *s, const bt_view *v) {
@@ -45,7 +29,7 @@ typedef struct job {
     bt_provider *p;
     uint64_t     seed;
     bool         rewind;
-    sink         out;
+    text_sink    out;
     bt_stats     st;
     int          rc;
 } job;
@@ -58,7 +42,7 @@ static void *run_job(void *arg) {
     sp.seed = j->seed;
     sp.max_new_tokens = TOKENS;
     bt_sampler *smp = bt_sampler_init(j->p, s, &sp);
-    j->rc = bt_generate(smp, "Once upon a time", 16, collect, &j->out, &j->st);
+    j->rc = bt_generate(smp, "Once upon a time", 16, text_sink_collect, &j->out, &j->st);
     bt_sampler_free(smp);
     bt_strategy_free(s);
     return NULL;

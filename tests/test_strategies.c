@@ -110,16 +110,6 @@ static bt_strategy *antislop(const char *const *phr, const float *adj, int n, vo
     return s;
 }
 
-static bool contains_ci(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
-    for (const char *p = hay; *p; p++) {
-        size_t i = 0;
-        while (i < n && p[i] && ((p[i] | 32) == (needle[i] | 32))) i++;
-        if (i == n) return true;
-    }
-    return false;
-}
-
 /* ---- AntiSlop ------------------------------------------------------------------------ */
 
 static void test_antislop_split_two(void) {

@@ -7,32 +7,6 @@
 static const char *MODEL = BT_TEST_MODEL;
 static const char *SLOP_DIR = BT_SOURCE_DIR "/../shared/slop";
 
-typedef struct sink {
-    char   text[65536];
-    size_t len;
-} sink;
-
-static int collect(void *user, bt_token id, const char *text, size_t len) {
-    (void)id;
-    sink *s = user;
-    if (s->len + len < sizeof s->text) {
-        memcpy(s->text + s->len, text, len);
-        s->len += len;
-        s->text[s->len] = '\0';
-    }
-    return 0;
-}
-
-static bool contains_ci(const char *hay, const char *needle) {
-    size_t n = strlen(needle);
-    for (const char *p = hay; *p; p++) {
-        size_t i = 0;
-        while (i < n && p[i] && ((p[i] | 32) == (needle[i] | 32))) i++;
-        if (i == n) return true;
-    }
-    return false;
-}
-
 static bt_provider *load(void) {
     bt_llama_params lp = bt_llama_default_params();
     lp.model_path = MODEL;
@@ -57,9 +31,9 @@ static void test_ban_favourites(void) {
         sp.seed = seed;
         sp.max_new_tokens = 200;
         bt_sampler *smp = bt_sampler_init(p, s, &sp);
-        sink k = {0};
+        text_sink k = {0};
         bt_stats st;
-        CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, collect, &k, &st), BT_OK);
+        CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k, &st), BT_OK);
         CHECK(k.len > 100);
         for (int i = 0; i < 4; i++) {
             CHECK(!contains_ci(k.text, fav[i]));
@@ -78,8 +52,8 @@ static void test_ban_favourites(void) {
         sp.seed = seed;
         sp.max_new_tokens = 200;
         bt_sampler *smp = bt_sampler_init(p, NULL, &sp);
-        sink k = {0};
-        bt_generate(smp, "Once upon a time", 16, collect, &k, NULL);
+        text_sink k = {0};
+        bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k, NULL);
         bool any = false;
         for (int i = 0; i < 4; i++) any |= contains_ci(k.text, fav[i]);
         with += any;
@@ -116,9 +90,9 @@ static void test_full_slop_list(void) {
     sp.seed = 11;
     sp.max_new_tokens = 200;
     bt_sampler *smp = bt_sampler_init(p, s, &sp);
-    sink k = {0};
+    text_sink k = {0};
     bt_stats st;
-    CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k, &st), BT_OK);
     CHECK(k.len > 100);
     CHECK_EQ_INT(st.n_released, 200);
     bt_antislop_stats as;
@@ -146,8 +120,8 @@ static void test_replace_real(void) {
     sp.top_k = 1;
     sp.max_new_tokens = 60;
     bt_sampler *smp = bt_sampler_init(p, s, &sp);
-    sink k = {0};
-    CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, collect, &k, NULL), BT_OK);
+    text_sink k = {0};
+    CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k, NULL), BT_OK);
     CHECK(strstr(k.text, "Lily") == NULL);
     CHECK(strstr(k.text, "named Zed") != NULL);
     CHECK(strstr(k.text, "  Zed") == NULL); /* exactly the replacement: no extra space */

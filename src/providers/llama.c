@@ -64,6 +64,8 @@ struct llama_seq {
     int32_t   base_pos;  /* -1 if none */
     const float *cur;    /* logits of position n_held - 1, or NULL if unknown */
     bool      active;    /* between its first eval and its reset: the batcher waits for it */
+    bool      owns_shared; /* a single provider frees the context with itself; pool
+                              members leave that to the pool */
     /* a request for the batching thread */
     bool      pending;
     const bt_token *req; /* tokens to decode at positions req_from ... */
@@ -445,8 +447,10 @@ static void shared_free(llama_shared *sh) {
     free(sh);
 }
 
-/* A single provider owns its context; pool members do not (the pool frees it). */
-static void lp_free_single(void *ctx) { shared_free(((llama_seq *)ctx)->sh); }
+static void lp_free(void *ctx) {
+    llama_seq *q = ctx;
+    if (q->owns_shared) shared_free(q->sh);
+}
 
 static const bt_provider_i llama_iface = {
     .name = "llama.cpp",
@@ -458,20 +462,7 @@ static const bt_provider_i llama_iface = {
     .eval = lp_eval,
     .rewind = lp_rewind,
     .reset = lp_reset,
-    .free = lp_free_single,
-};
-
-static const bt_provider_i llama_pool_iface = {
-    .name = "llama.cpp (pool)",
-    .n_vocab = lp_n_vocab,
-    .n_ctx = lp_n_ctx,
-    .tokenize = lp_tokenize,
-    .token_text = lp_token_text,
-    .is_eog = lp_is_eog,
-    .eval = lp_eval,
-    .rewind = lp_rewind,
-    .reset = lp_reset,
-    .free = NULL, /* the pool frees its members */
+    .free = lp_free,
 };
 
 /* ==== Construction ======================================================= */
@@ -607,6 +598,7 @@ bt_provider *bt_llama_provider_init(const bt_llama_params *params) {
     if (!sh) return NULL;
     bt_provider *p = bt_provider_init(&llama_iface, sh->seqs[0]);
     if (!p) shared_free(sh);
+    else sh->seqs[0]->owns_shared = true;
     return p;
 }
 
@@ -635,7 +627,7 @@ bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
     pool->members = calloc((size_t)n, sizeof *pool->members);
     if (!pool->members) goto nomem;
     for (int32_t i = 0; i < n; i++)
-        if (!(pool->members[i] = bt_provider_init(&llama_pool_iface, sh->seqs[i]))) goto nomem;
+        if (!(pool->members[i] = bt_provider_init(&llama_iface, sh->seqs[i]))) goto nomem;
     pthread_mutex_init(&sh->mu, NULL);
     pthread_cond_init(&sh->work, NULL);
     pthread_cond_init(&sh->done, NULL);
@@ -676,7 +668,7 @@ void bt_llama_pool_free(bt_llama_pool *pool) {
 int bt_llama_chat_messages(bt_provider *p, const char *tmpl_name, const bt_chat_message *msgs,
                            int32_t n, char **out) {
     *out = NULL;
-    if (!p || (p->iface != &llama_iface && p->iface != &llama_pool_iface))
+    if (!p || p->iface != &llama_iface)
         return bt__fail(BT_ERR_UNSUPPORTED, "chat templates need the llama.cpp provider");
     if (!msgs || n <= 0) return bt__fail(BT_ERR_INVALID_ARG, "no messages");
     llama_shared *sh = ((llama_seq *)p->ctx)->sh;
