@@ -36,8 +36,11 @@ struct bt__automaton {
     int32_t *out;         /* pattern ending exactly here, or NONE */
     int32_t *dict;        /* nearest state in the fail chain with out != NONE */
     int32_t  root_next[256];
-    int32_t (*dfa)[256]; /* full transitions (fail links resolved) of the shallow states */
-    int32_t  n_shallow;  /* states of depth <= 1: ids [0, n_shallow) */
+    int32_t *dfa;        /* full transitions (fail links resolved) of the shallow states,
+                            n_classes per state: dfa[s * n_classes + cls[c]] */
+    int32_t  n_shallow;  /* states of depth <= 2: ids [0, n_shallow) */
+    uint8_t  cls[256];   /* byte -> class; bytes no pattern uses share class 0 */
+    int32_t  n_classes;
     bool     fold;
     int32_t *pat_len;     /* per pattern: byte length */
     int32_t  n_patterns;
@@ -200,17 +203,28 @@ int bt__automaton_build(const char *const *phrases, int32_t n, bool fold, bt__au
         if (a->root_next[c] != NONE) a->root_next[c] = newid[a->root_next[c]];
     free(newid);
     free(order);
-    /* Dense rows for the root and its children, where most fail walks end: a step from
-     * there is one lookup. */
+    /* Dense rows for the states of depth <= 2, where most walks stay and every fail walk
+     * ends: a step from there is one lookup. Rows are indexed by byte class (the bytes the
+     * patterns use, plus one class for all others), which keeps them small enough for the
+     * cache even for 50,000 phrases. */
+    bool used[256] = {false};
+    for (int32_t q = 1; q < a->n; q++) used[a->edge[q]] = true;
+    a->n_classes = 1;
+    for (int c = 0; c < 256; c++) /* byte 0 ends C strings: at most 255 used bytes */
+        a->cls[c] = used[c] ? (uint8_t)a->n_classes++ : 0;
     a->n_shallow = 1;
-    while (a->n_shallow < a->n && a->st[a->n_shallow].depth == 1) a->n_shallow++;
-    a->dfa = malloc((size_t)a->n_shallow * sizeof *a->dfa);
+    while (a->n_shallow < a->n && a->st[a->n_shallow].depth <= 2) a->n_shallow++;
+    a->dfa = malloc((size_t)a->n_shallow * (size_t)a->n_classes * sizeof *a->dfa);
     if (!a->dfa) goto nomem;
-    for (int c = 0; c < 256; c++) a->dfa[0][c] = a->root_next[c] == NONE ? 0 : a->root_next[c];
-    for (int32_t q = 1; q < a->n_shallow; q++)
-        for (int c = 0; c < 256; c++) {
-            int32_t t = child_c(a, q, (uint8_t)c);
-            a->dfa[q][c] = t != NONE ? t : a->dfa[0][c];
+    int32_t rep[256]; /* a byte of each class */
+    for (int c = 255; c >= 0; c--) rep[a->cls[c]] = c;
+    for (int32_t q = 0; q < a->n_shallow; q++)
+        for (int32_t k = 0; k < a->n_classes; k++) {
+            int32_t t = NONE;
+            if (k > 0) t = child_c(a, q, (uint8_t)rep[k]);
+            int32_t *row = a->dfa + (size_t)q * (size_t)a->n_classes;
+            /* breadth-first order: the fail state's row (shallower) is already done */
+            row[k] = t != NONE ? t : q == 0 ? 0 : a->dfa[(size_t)a->st[q].fail * (size_t)a->n_classes + k];
         }
     /* the build-time arrays are no longer needed */
     free(a->first_child), a->first_child = NULL;
@@ -231,7 +245,7 @@ nomem:
 static inline int32_t step(const bt__automaton *a, int32_t s, uint8_t c) {
     c = fold_byte(a, c);
     for (;;) {
-        if (s < a->n_shallow) return a->dfa[s][c];
+        if (s < a->n_shallow) return a->dfa[(size_t)s * (size_t)a->n_classes + a->cls[c]];
         int32_t t = child_c(a, s, c);
         if (t != NONE) return t;
         s = a->st[s].fail;
