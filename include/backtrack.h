@@ -377,9 +377,10 @@ typedef struct bt_llama_params {
     int32_t     n_threads;     /* 0: the CPUs this process may run on (1 for models under
                                   64 MiB, whose steps are too short to split)            */
     int32_t     n_gpu_layers;  /* 0; -1 for all (needs a GPU build of llama.cpp)         */
-    int32_t     logits_window; /* 64: logits kept for the last positions, so a rewind of
+    int32_t     logits_window; /* 32: logits kept for the last positions, so a rewind of
                                   up to this many tokens costs no model evaluation; a
-                                  deeper rewind re-decodes one token. 0: always re-decode */
+                                  deeper rewind re-decodes one token. 0: always re-decode.
+                                  Memory: window x vocabulary floats per sequence        */
     bool        verbose;       /* false: llama.cpp's own log is silent                    */
     const char *backend_dir;   /* NULL: $BT_GGML_BACKEND_DIR, else the folder libllama was
                                   loaded from (the ggml CPU backends sit beside it)       */
