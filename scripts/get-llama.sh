@@ -11,11 +11,12 @@
 #
 # BT_LLAMA_FROM_SOURCE=1 builds lib/ from src/ with CMake instead of using the prebuilt
 # libraries (for GPU builds pass extra flags in BT_LLAMA_CMAKE_FLAGS, e.g. -DGGML_CUDA=ON).
+# BT_LLAMA_DEST puts it elsewhere (then configure with LLAMA_CPP_DIR=that folder).
 # Idempotent: does nothing when the folder is complete.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-dest="$root/.deps/llama.cpp-v0.4.0"
+dest="${BT_LLAMA_DEST:-$root/.deps/llama.cpp-v0.4.0}"
 tag=v0.4.0
 src_pkg=node-llama-cpp@3.21.1
 src_sha512='E3N0Ev2Va0wzydvXYFwM9Hvyo07PoWjt8T/9GMc43Cvt8YkV/NU/tYUgEMC1grTPv2o9PRjQi0G3Wb5P/awiMg=='
