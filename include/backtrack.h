@@ -342,7 +342,9 @@ typedef struct bt_stats {
 
 /* Called for every released token, in order. `text` holds the bytes that became
  * complete UTF-8 with this token (may be empty when a character spans tokens; invalid
- * bytes come out as U+FFFD), valid only during the call. Return non-zero to stop. */
+ * bytes come out as U+FFFD), valid only during the call. When a generation ends with an
+ * incomplete character already released, one last call with id -1 carries it as U+FFFD.
+ * Return non-zero to stop. */
 typedef int (*bt_release_fn)(void *user, bt_token id, const char *text, size_t len);
 
 /* Create a sampler. Borrows `provider` and `strategy` (NULL: no strategy): both must

@@ -166,6 +166,8 @@ static void release_upto(gen *g, int32_t upto) {
         size_t len = 0;
         s->provider->iface->token_text(s->provider->ctx, t, &bytes, &len);
         size_t w = bt__utf8_feed(&g->utf8, bytes, len, s->textbuf);
+        /* the last token of a finished generation also carries an incomplete UTF-8 tail
+         * (as U+FFFD): nothing more will come to complete it */
         if (g->view.n_released == g->n_cont && upto == g->n_cont && g->st->stop_reason)
             w += bt__utf8_flush(&g->utf8, s->textbuf + w);
         if (g->on_release(g->user, t, s->textbuf, w) != 0) g->stopped_by_caller = true;
