@@ -71,10 +71,13 @@ cp "$dest/src/ggml/include/"*.h "$dest/include/"
 
 if [ "${BT_LLAMA_FROM_SOURCE:-0}" = 1 ]; then
     say "building $tag from source (about 7 minutes on 2 cores)"
+    # $ORIGIN: the libraries find each other in lib/, as the prebuilt ones do
     # shellcheck disable=SC2086
     cmake -S "$dest/src" -B "$tmp/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-        -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON ${BT_LLAMA_CMAKE_FLAGS:-} >/dev/null
+        -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=ON \
+        -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON -DCMAKE_INSTALL_RPATH='$ORIGIN' \
+        ${BT_LLAMA_CMAKE_FLAGS:-} >/dev/null
     cmake --build "$tmp/build" --target llama -j"$(nproc)" >/dev/null
     find "$tmp/build" -name '*.so*' -exec cp -P {} "$dest/lib/" \;
     # Give the libraries the names the prebuilt release uses so one link line fits both.
