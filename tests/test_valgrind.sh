@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# test_valgrind.sh BACKTRACK MODEL -- the CLI's real runs under memcheck: no error, no
-# definitely or indirectly lost byte. (llama.cpp's own "still reachable" globals are not
+# test_valgrind.sh BACKTRACK MODEL -- the CLI's real runs, and the server, under memcheck:
+# no error, no definitely or indirectly lost byte. (llama.cpp's own "still reachable" globals are not
 # leaks and are not counted.)
 set -u
 bin=$1
@@ -42,5 +42,29 @@ valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect -q \
     "$bin" -m "$model" -p "Once upon a time" -c 32 -n 0 >/dev/null 2>"$TMPDIR_VG/err"
 [ $? -eq 1 ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: context full"; cat "$TMPDIR_VG/err"; }
+# the server: a completion with banned strings, a stream with a strategy, a bad request, a
+# client that goes away mid-stream, then SIGTERM; memcheck must stay silent and exit 0
+port=$((40000 + $$ % 20000))
+valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+    --show-leak-kinds=definite,indirect -q "$bin" serve -m "$model" --port "$port" --parallel 2 \
+    -c 256 >/dev/null 2>"$TMPDIR_VG/serve.err" &
+vpid=$!
+for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+U="http://127.0.0.1:$port/v1/completions"
+curl -s "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"banned_strings":["Lily"]}' >/dev/null
+curl -sN "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"stream":true,"strategies":[{"name":"replace","find":" Lily","replace":" Zed"}]}' >/dev/null
+curl -s "$U" -d '{"prompt":5}' >/dev/null
+timeout 0.5 curl -sN "$U" -d '{"prompt":"Once upon a time","max_tokens":240,"stream":true}' >/dev/null
+sleep 1
+kill -TERM "$vpid"
+wait "$vpid"
+rc=$?
+if [ "$rc" -eq 0 ] && ! grep -q "==[0-9]*==" "$TMPDIR_VG/serve.err"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1))
+    echo "FAIL: server under memcheck (exit $rc)"
+    cat "$TMPDIR_VG/serve.err"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
