@@ -1,5 +1,5 @@
-/* fuzz_cli.c -- the command-line parser and strategy construction: arguments are the
- * input split at NUL bytes. Strategies are built on a scripted provider (no files are
+/* fuzz_cli.c -- the command-line parsers (backtrack and backtrack serve) and strategy
+ * construction: arguments are the input split at NUL bytes. Strategies are built on a scripted provider (no files are
  * read: arguments naming a path are skipped). */
 #include "cli.h"
 #include "internal.h"
@@ -28,7 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (int i = 1; i < argc; i++) paths |= strchr(argv[i], '/') != NULL;
     cli_args a;
     char err[512];
-    int rc = cli_parse(argc, argv, &a, err, sizeof err);
+    /* inputs starting with 's' go to `backtrack serve`'s parser */
+    bool server = size > 0 && data[0] == 's';
+    int rc = server ? cli_parse_server(argc, argv, &a, err, sizeof err)
+                    : cli_parse(argc, argv, &a, err, sizeof err);
     if (rc < 0 && !err[0]) abort(); /* every refusal says why */
     if (rc == 0 && !paths) {
         bt_scripted_params sp = bt_scripted_default_params();

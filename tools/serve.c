@@ -947,6 +947,34 @@ static void request_completed(void *cls, struct MHD_Connection *c, void **con_cl
     *con_cls = NULL;
 }
 
+/* ==== Fuzzing entry ======================================================================= */
+
+int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p) {
+    static server srv;
+    static slot sl;
+    if (!srv.slots) {
+        bt_sampler_params d = bt_sampler_default_params();
+        srv.args.temp = d.temperature;
+        srv.args.top_k = d.top_k;
+        srv.args.top_p = d.top_p;
+        srv.args.min_p = d.min_p;
+        srv.args.seed = d.seed;
+        srv.args.n_predict = d.max_new_tokens;
+        srv.slots = &sl;
+        srv.n_slots = 1;
+    }
+    sl.provider = p;
+    srv.n_ctx = bt_provider_n_ctx(p);
+    cJSON *json = cJSON_ParseWithLength(body, len);
+    if (!json) return 0;
+    request *r = request_new();
+    verr e = {{0}, {0}};
+    bool ok = r && parse_request(&srv, json, chat, r, &e);
+    cJSON_Delete(json);
+    if (r) request_unref(r);
+    return ok ? 1 : (e.msg[0] ? 0 : -1); /* -1: refused without saying why */
+}
+
 /* ==== Main ================================================================================ */
 
 static volatile sig_atomic_t g_quit;

@@ -5,4 +5,11 @@
 /* Run the server: argv without the word "serve". Returns the exit status. */
 int serve_main(int argc, char **argv);
 
+#include "backtrack.h"
+
+/* For the fuzzer: parse one request body as the server would (completions, or chat when
+ * `chat`), with `p` standing for the model. 1: accepted, 0: refused with a message, -1:
+ * refused without one (a bug). */
+int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p);
+
 #endif
