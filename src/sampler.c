@@ -140,7 +140,6 @@ typedef struct gen {
     bt_token       *seq;      /* prompt followed by the continuation */
     int32_t         n_prompt;
     int32_t         n_cont;   /* continuation length                 */
-    int32_t         max_cont; /* bound on n_cont                     */
     int32_t         n_held;   /* positions the provider holds: the sequence of the last
                                  eval, which lacks the token drawn after it          */
     bt__utf8_stream utf8;
@@ -282,7 +281,7 @@ static int run(gen *g) {
     int32_t max_total = P->max_length > 0 ? P->max_length : INT32_MAX;
     int64_t max_steps = P->max_steps;
     if (max_steps == 0)
-        max_steps = 8 * (int64_t)(P->max_new_tokens > 0 ? P->max_new_tokens : g->max_cont) + 64;
+        max_steps = 8 * (int64_t)(P->max_new_tokens > 0 ? P->max_new_tokens : g->view.max_tokens) + 64;
 
     for (;;) {
         int32_t total = g->n_prompt + g->n_cont;
@@ -294,7 +293,7 @@ static int run(gen *g) {
             release_all(g, BT_STOP_MAX_LENGTH);
             return BT_OK;
         }
-        if (g->n_cont >= g->max_cont) {
+        if (g->n_cont >= g->view.max_tokens) {
             release_all(g, BT_STOP_ERROR);
             return bt__fail(BT_ERR_CONTEXT_FULL,
                             "context full: %d tokens (prompt %d) fill n_ctx = %d; raise -c",
@@ -377,10 +376,10 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     bt__rng_seed(&s->rng, st->seed);
 
     gen g = {.s = s, .n_prompt = n_prompt, .on_release = on_release, .user = user, .st = st};
-    g.max_cont = n_ctx - n_prompt; /* reaching it means "context full" */
     g.seq = malloc((size_t)n_ctx * sizeof *g.seq);
     if (!g.seq) return bt__fail(BT_ERR_NOMEM, "out of memory");
     memcpy(g.seq, prompt, (size_t)n_prompt * sizeof *prompt);
+    /* the continuation reaching max_tokens means "context full" */
     g.view = (bt_view){.prompt = g.seq, .n_prompt = n_prompt, .max_tokens = n_ctx - n_prompt,
                        .n_vocab = s->n_vocab, .provider = prov};
     refresh_view(&g);

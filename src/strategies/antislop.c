@@ -108,8 +108,6 @@ static int32_t regex_from(const antislop *a, const bt_view *v) {
 
 static int as_begin(bt_strategy *s, const bt_view *v) {
     antislop *a = s->ctx;
-    static const char *const none[] = {NULL};
-    if (!a->aut && bt__automaton_build(none, 0, true, &a->aut) != BT_OK) return BT_ERR_NOMEM;
     int rc = bt__scan_begin(&a->scan, a->aut, a->p.whole_word, v->max_tokens, v->provider);
     if (rc != BT_OK) return rc;
     a->scan.skip_tokens = a->p.skip_tokens;

@@ -42,8 +42,6 @@ struct bt__automaton {
     uint8_t  cls[256];   /* byte -> class; bytes no pattern uses share class 0 */
     int32_t  n_classes;
     bool     fold;
-    int32_t *pat_len;     /* per pattern: byte length */
-    int32_t  n_patterns;
 };
 
 static inline uint8_t fold_byte(const bt__automaton *a, uint8_t c) {
@@ -121,7 +119,6 @@ void bt__automaton_free(bt__automaton *a) {
     free(a->depth);
     free(a->out);
     free(a->dict);
-    free(a->pat_len);
     free(a);
 }
 
@@ -133,15 +130,12 @@ int bt__automaton_build(const char *const *phrases, int32_t n, bool fold, bt__au
     if (!a) return bt__fail(BT_ERR_NOMEM, "out of memory");
     a->fold = fold;
     for (int c = 0; c < 256; c++) a->root_next[c] = NONE;
-    a->pat_len = malloc((size_t)(n > 0 ? n : 1) * sizeof *a->pat_len);
-    if (!a->pat_len || new_state(a, -1, 0) != 0) goto nomem;
-    a->n_patterns = n;
+    if (new_state(a, -1, 0) != 0) goto nomem;
 
     /* the trie */
     for (int32_t i = 0; i < n; i++) {
         const uint8_t *p = (const uint8_t *)phrases[i];
         size_t len = strlen(phrases[i]);
-        a->pat_len[i] = (int32_t)len;
         int32_t s = 0;
         for (size_t k = 0; k < len; k++) {
             uint8_t c = fold_byte(a, p[k]);
