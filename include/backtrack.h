@@ -204,8 +204,9 @@ int bt_provider_tokenize(bt_provider *p, const char *text, size_t len, bool add_
  *
  * A strategy mirrors the original BaseStrategy. At each step the sampler calls, in
  * order: on_logits (change scores), on_probs (change probabilities), then, after the draw,
- * on_next_token, backtrack (how many tokens to undo) and keep_index (how many tokens are
- * final and may be released to the caller). Every slot but `name` can be NULL.
+ * on_next_token, backtrack (how many tokens to undo), on_rewind (if tokens were undone,
+ * by this strategy or another one of a chain) and keep_index (how many tokens are final
+ * and may be released to the caller). Every slot but `name` can be NULL.
  *
  * To write one: fill a static bt_strategy_i, keep your state in a struct, and return
  * bt_strategy_init(&iface, state). See src/strategies/debug.c for a 60-line example.
@@ -248,10 +249,15 @@ typedef struct bt_strategy_i {
     void (*on_next_token)(bt_strategy *s, const bt_view *v, const bt_candidates *c);
 
     /* can be NULL (never rewinds). Returns how many tokens to remove from the end of the
-     * continuation, 0 for none. The sampler clamps it to the unreleased tokens. A strategy
-     * must also cope with the continuation shrinking when another strategy of a chain
-     * rewinds: compare v->n_tokens with what it last saw. */
+     * continuation, 0 for none. The sampler clamps it to the unreleased tokens. */
     int32_t (*backtrack)(bt_strategy *s, const bt_view *v);
+
+    /* can be NULL. Called after every rewind, whoever asked for it (in a chain: for every
+     * member, in order, also the one that asked): the last n tokens are gone and `v` shows
+     * the shortened continuation (v->n_tokens is the position of the next draw). The place
+     * to forget per-position state about the removed text, so that a strategy never acts
+     * on a position that another strategy undid. */
+    void (*on_rewind)(bt_strategy *s, const bt_view *v, int32_t n);
 
     /* can be NULL (everything is final at once). The number of leading continuation tokens
      * that can no longer be undone; the sampler releases them. Clamped to
@@ -286,6 +292,7 @@ void bt_strategy_free(bt_strategy *s);
  *   filters min_p, top_k, top_p; softmax; strategy.on_probs
  *   draw (seeded); strategy.on_next_token
  *   n = strategy.backtrack -> provider.rewind(n)       the prompt is never evaluated again
+ *       strategy.on_rewind(n)
  *   release tokens before strategy.keep_index
  *   stop on end-of-generation, max_new_tokens, max_length, the step cap or the caller.
  * ========================================================================== */

@@ -261,6 +261,7 @@ static int apply_backtrack(gen *g) {
     g->st->n_discarded += n;
     g->st->n_rewinds++;
     refresh_view(g);
+    if (st->iface->on_rewind) st->iface->on_rewind(st, &g->view, n);
     return BT_OK;
 }
 

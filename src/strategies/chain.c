@@ -3,7 +3,7 @@
  *
  * Keep index: the minimum over all (a token is final only when every strategy agrees).
  * Backtrack: asked in order; the first that wants to rewind wins and the rest are not
- * asked at this token. They see the shorter continuation at their next callback.
+ * asked at this token. Every member hears of the rewind through its on_rewind.
  */
 #include "../internal.h"
 
@@ -53,6 +53,11 @@ static int32_t chain_backtrack(bt_strategy *s, const bt_view *v) {
     return 0;
 }
 
+static void chain_on_rewind(bt_strategy *s, const bt_view *v, int32_t n) {
+    bt_strategy *it;
+    EACH((chain *)s->ctx, it) if (it->iface->on_rewind) it->iface->on_rewind(it, v, n);
+}
+
 static int32_t chain_keep_index(bt_strategy *s, const bt_view *v) {
     int32_t k = v->n_tokens;
     bt_strategy *it;
@@ -83,6 +88,7 @@ static const bt_strategy_i chain_iface = {
     .on_probs = chain_on_probs,
     .on_next_token = chain_on_next_token,
     .backtrack = chain_backtrack,
+    .on_rewind = chain_on_rewind,
     .keep_index = chain_keep_index,
     .reset = chain_reset,
     .free = chain_free,
