@@ -157,10 +157,11 @@ static void refresh_view(gen *g) {
 /* Deliver continuation tokens [n_released, upto) to the caller. */
 static void release_upto(gen *g, int32_t upto) {
     bt_sampler *s = g->s;
-    while (g->view.n_released < upto) {
+    /* once the caller said stop, nothing more is delivered or counted */
+    while (g->view.n_released < upto && !g->stopped_by_caller) {
         bt_token t = g->seq[g->n_prompt + g->view.n_released++];
         g->st->n_released++;
-        if (g->stopped_by_caller || !g->on_release) continue;
+        if (!g->on_release) continue;
         const char *bytes = "";
         size_t len = 0;
         s->provider->iface->token_text(s->provider->ctx, t, &bytes, &len);
@@ -181,6 +182,8 @@ static void release_all(gen *g, int reason) {
         size_t w = bt__utf8_flush(&g->utf8, g->s->textbuf);
         g->on_release(g->user, -1, g->s->textbuf, w);
     }
+    /* the caller stopping during this last release is what ended its text */
+    if (g->stopped_by_caller) g->st->stop_reason = BT_STOP_CALLER;
 }
 
 /* Ask the provider for the logits after the current sequence; count what it cost. */
@@ -279,7 +282,9 @@ static int run(gen *g) {
     const bt_sampler_params *P = &s->params;
     bt_provider *prov = s->provider;
     bt_strategy *strat = s->strategy;
-    int32_t max_total = P->max_length > 0 ? P->max_length : INT32_MAX;
+    /* the text ends at max_length or at the end of the context, whichever comes first */
+    int32_t max_total = g->n_prompt + g->view.max_tokens;
+    if (P->max_length > 0 && P->max_length < max_total) max_total = P->max_length;
     int64_t max_steps = P->max_steps;
     if (max_steps == 0)
         max_steps = 8 * (int64_t)(P->max_new_tokens > 0 ? P->max_new_tokens : g->view.max_tokens) + 64;
@@ -293,12 +298,6 @@ static int run(gen *g) {
         if (total >= max_total) {
             release_all(g, BT_STOP_MAX_LENGTH);
             return BT_OK;
-        }
-        if (g->n_cont >= g->view.max_tokens) {
-            release_all(g, BT_STOP_ERROR);
-            return bt__fail(BT_ERR_CONTEXT_FULL,
-                            "context full: %d tokens (prompt %d) fill n_ctx = %d; raise -c",
-                            total, g->n_prompt, bt_provider_n_ctx(prov));
         }
         if (g->st->n_steps >= max_steps) {
             bt__log(BT_LOG_WARN, "step cap of %lld draws reached; ending generation",
@@ -380,7 +379,7 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     g.seq = malloc((size_t)n_ctx * sizeof *g.seq);
     if (!g.seq) return bt__fail(BT_ERR_NOMEM, "out of memory");
     memcpy(g.seq, prompt, (size_t)n_prompt * sizeof *prompt);
-    /* the continuation reaching max_tokens means "context full" */
+    /* the continuation reaching max_tokens fills the context: a max_length stop */
     g.view = (bt_view){.prompt = g.seq, .n_prompt = n_prompt, .max_tokens = n_ctx - n_prompt,
                        .n_vocab = s->n_vocab, .provider = prov};
     refresh_view(&g);

@@ -85,6 +85,17 @@ run_ok "adaptive" "${P[@]}" -n 200 -s adaptive-temperature
 "$bin" "${M[@]}" "${P[@]}" -n 5 -s human-guidance </dev/null >"$tmp/out" 2>"$tmp/err"
 [ $? -eq 1 ] && grep -q "needs a terminal" "$tmp/err" && ok || bad "human-guidance without a terminal"
 
+# the end of the context is a normal stop: the text, exit 0, a note only with --stats/-v
+out=$("$bin" "${M[@]}" "${P[@]}" -c 64 -n 0 --seed 4 --stats 2>"$tmp/err")
+[ $? -eq 0 ] && [ ${#out} -gt 100 ] && grep -q "released=59 .*stop=max_length" "$tmp/err" &&
+    grep -q "^backtrack: note: the context is full (-c 64 tokens, prompt 5)" "$tmp/err" &&
+    ! grep -q "error" "$tmp/err" && ok || bad "-c 64 -n 0: $out / $(cat "$tmp/err")"
+out=$("$bin" "${M[@]}" "${P[@]}" -c 64 -n 0 --seed 4 2>"$tmp/err")
+[ $? -eq 0 ] && [ ${#out} -gt 100 ] && [ ! -s "$tmp/err" ] && ok || bad "-c 64 -n 0 quiet: $(cat "$tmp/err")"
+out=$("$bin" "${M[@]}" "${P[@]}" -c 64 -n 500 --seed 4 --stats -s antislop --slop Lily --slop park 2>"$tmp/err")
+[ $? -eq 0 ] && grep -q "released=59 .*stop=max_length" "$tmp/err" && [[ "$out" != *Lily* ]] &&
+    ok || bad "context end with held-back text: $(cat "$tmp/err")"
+
 # ---- big, odd but valid inputs: documented graceful behaviour (exit 0) ----
 seq 1000000 | sed 's/^/zq phrase /' >"$tmp/million.txt"
 run_ok "1,000,000 phrases" "${P[@]}" -n 50 -s antislop --slop-file "$tmp/million.txt" --slop Lily
@@ -110,7 +121,6 @@ expect_error "missing prompt file" "cannot open prompt file" "${M[@]}" -f "$tmp/
 expect_error "invalid UTF-8 prompt" "UTF-8" "${M[@]}" -p $'Once \xff upon'
 long=$(printf 'Once upon a time %.0s' $(seq 1 100))
 expect_error "prompt longer than context" "prompt is .* tokens" "${M[@]}" -c 64 -p "$long"
-expect_error "context full mid-generation" "context full" "${M[@]}" "${P[@]}" -c 32 -n 0
 expect_error "unknown strategy" "unknown strategy 'nope'" "${M[@]}" "${P[@]}" -s nope
 expect_error "unknown option" "unknown option '--frobnicate'" "${M[@]}" "${P[@]}" --frobnicate 3
 expect_error "top-p zero" "--top-p" "${M[@]}" "${P[@]}" --top-p 0

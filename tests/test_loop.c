@@ -87,6 +87,7 @@ typedef struct tstrat {
     int32_t  max_seen_unreleased_at_release;
     float    probs_seen[NV]; /* what on_probs saw at the first step */
     int      probs_recorded;
+    int      at_end_seen;   /* keep_index calls with v->at_end set                    */
 } tstrat;
 
 static int ts_begin(bt_strategy *s, const bt_view *v) {
@@ -121,7 +122,9 @@ static int32_t ts_backtrack(bt_strategy *s, const bt_view *v) {
     return 0;
 }
 static int32_t ts_keep(bt_strategy *s, const bt_view *v) {
-    return v->n_tokens - ((tstrat *)s->ctx)->hold;
+    tstrat *t = s->ctx;
+    t->at_end_seen += v->at_end;
+    return v->n_tokens - t->hold;
 }
 static void ts_reset(bt_strategy *s) {
     tstrat *t = s->ctx;
@@ -366,9 +369,35 @@ static void test_context_and_args(void) {
     bt_sampler *s = bt_sampler_init(p, NULL, &sp);
     sink k = {0};
     bt_stats st;
-    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_ERR_CONTEXT_FULL);
-    CHECK(strstr(bt_last_error(), "context full") != NULL);
-    CHECK_EQ_INT(k.n, 6); /* what was generated was still delivered */
+    /* the end of the context is a normal stop (max_length), never an error */
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_MAX_LENGTH);
+    CHECK_EQ_INT(k.n, 6);
+    CHECK_EQ_INT(st.n_released, 6);
+    bt_sampler_free(s);
+    /* ... also when a strategy holds text back: all of it is released at the end, and the
+     * strategy saw the last token as the end of the text */
+    tstrat t = ts_defaults();
+    t.hold = 100;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    s = bt_sampler_init(p, str, &sp);
+    sink held = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &held, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_MAX_LENGTH);
+    CHECK_EQ_INT(held.n, 6);
+    CHECK_EQ_INT(t.at_end_seen, 1);
+    /* a max_length shorter than the context still wins */
+    bt_sampler_free(s);
+    sp.max_length = 5;
+    s = bt_sampler_init(p, str, &sp);
+    sink shorter = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &shorter, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_MAX_LENGTH);
+    CHECK_EQ_INT(shorter.n, 3);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    sp.max_length = 0;
+    s = bt_sampler_init(p, NULL, &sp);
     const bt_token long_prompt[8] = {1, 1, 1, 1, 1, 1, 1, 1};
     CHECK_EQ_INT(bt_generate_tokens(s, long_prompt, 8, collect, &k, &st), BT_ERR_CONTEXT_FULL);
     CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 0, collect, &k, &st), BT_ERR_INVALID_ARG);
@@ -420,6 +449,17 @@ static void test_caller_stop_and_clamp(void) {
     CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &stop, &st), BT_OK);
     CHECK_EQ_INT(st.stop_reason, BT_STOP_CALLER);
     CHECK_EQ_INT(stop.n, 3);
+    CHECK_EQ_INT(st.n_released, 3);
+    /* everything held back to the end, then released at once: what the caller refused
+     * after its stop is neither delivered nor counted */
+    t = ts_defaults();
+    t.hold = 100;
+    sink stop2 = {0};
+    stop2.stop_after = 3;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &stop2, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_CALLER);
+    CHECK_EQ_INT(stop2.n, 3);
+    CHECK_EQ_INT(st.n_released, 3);
     bt_sampler_free(s);
     bt_strategy_free(str);
     bt_provider_free(p);

@@ -92,6 +92,23 @@ for _ in $(seq 1 100); do # until the long one holds the only slot
 done
 expect 503 'server_busy' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions"
 
+# the end of the context is a normal stop: 200 with finish_reason "length" and the text,
+# streamed too (a prompt that alone fills the context stays a 400, above)
+p3=$((port + 2))
+start "$p3" --parallel 2 -c 48 --chat-template chatml || exit 1
+U3="http://127.0.0.1:$p3"
+curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":500,"seed":3}' "$U3/v1/completions" >"$tmp/full.json"
+if grep -q '"finish_reason":"length"' "$tmp/full.json" && grep -q '"completion_tokens":4[0-9]' "$tmp/full.json" &&
+   grep -q '"prompt_tokens":' "$tmp/full.json" && grep -qE '"text":"[^"]{40,}' "$tmp/full.json"; then ok
+else bad "context end, non-streaming: $(head -c 400 "$tmp/full.json")"; fi
+pt=$(grep -o '"prompt_tokens":[0-9]*' "$tmp/full.json" | cut -d: -f2)
+ct=$(grep -o '"completion_tokens":[0-9]*' "$tmp/full.json" | cut -d: -f2)
+[ "$((pt + ct))" = 48 ] && ok || bad "context end: prompt $pt + completion $ct != 48"
+curl -sN "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":500,"stream":true}' "$U3/v1/chat/completions" >"$tmp/full.sse"
+if grep -q '"finish_reason":"length"' "$tmp/full.sse" && grep -q 'data: \[DONE\]' "$tmp/full.sse" &&
+   ! grep -q '"error"' "$tmp/full.sse"; then ok
+else bad "context end, streaming: $(tail -c 400 "$tmp/full.sse")"; fi
+
 echo "curl: $pass passed, $fail failed"
 
 # the official OpenAI client

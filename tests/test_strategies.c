@@ -2,6 +2,7 @@
 #include "check.h"
 #include "internal.h"
 
+#include <float.h>
 #include <unistd.h>
 
 /* ---- vocabulary and model ---------------------------------------------------------- */
@@ -320,6 +321,44 @@ static bt_strategy *chain2(bt_strategy *a, observer *o) {
     return bt_chain_strategy_init(list, 2);
 }
 
+/* ---- a meddler: another chain member that rewinds or empties the candidates ----------- */
+typedef struct meddler {
+    int      rewind_every;  /* rewind one token at every Nth backtrack call (0: never)   */
+    int      calls;
+    bool     rewound_last;  /* its backtrack asked for a rewind at the last step        */
+    int32_t  zero_at;       /* on_probs at this n_tokens (once): every p = 0 (-1: never) */
+    bool     zeroed;
+    int      forces;        /* steps whose candidates held a forced (FLT_MAX) logit       */
+    int      forces_after_my_rewind;
+} meddler;
+static int32_t md_backtrack(bt_strategy *s, const bt_view *v) {
+    meddler *m = s->ctx;
+    m->rewound_last = m->rewind_every > 0 && ++m->calls % m->rewind_every == 0 &&
+                      v->n_tokens > v->n_released;
+    return m->rewound_last ? 1 : 0;
+}
+static void md_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    meddler *m = s->ctx;
+    if (!m->zeroed && v->n_tokens == m->zero_at) {
+        m->zeroed = true;
+        for (int32_t i = 0; i < c->n; i++) bt_candidates_set_p(c, c->data[i].id, 0.0f);
+    }
+}
+static const bt_strategy_i meddler_iface = {.name = "meddler", .backtrack = md_backtrack,
+                                            .on_probs = md_on_probs};
+/* the same meddler seen last in a chain: it counts forced tokens */
+static void spy_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    (void)v;
+    meddler *m = s->ctx;
+    for (int32_t i = 0; i < c->n; i++)
+        if (c->data[i].logit == FLT_MAX) {
+            m->forces++;
+            m->forces_after_my_rewind += m->rewound_last;
+            break;
+        }
+}
+static const bt_strategy_i spy_iface = {.name = "spy", .on_probs = spy_on_probs};
+
 static void test_antislop_soft_ban(void) {
     model m;
     init_model(&m);
@@ -544,6 +583,23 @@ static void test_replace(void) {
     CHECK_EQ_INT(st.n_rewinds, 0);
     bt_strategy_free(s);
 
+    /* max_new_tokens_for_replace N: only while the continuation is shorter than N (the
+     * original's rule); the match completes when the text is 2 tokens long */
+    m = think_model(4);
+    s = replacer(-1, 2, 0, 1.0f);
+    sink k5 = {0};
+    CHECK_EQ_INT(run(&m, s, 1, 40, &k5, &st), BT_OK);
+    CHECK_EQ_INT(bt_replace_count(s), 0);
+    CHECK_STR(k5.text, "a</think></think></think>");
+    bt_strategy_free(s);
+    m = think_model(4);
+    s = replacer(-1, 3, 0, 1.0f);
+    sink k6 = {0};
+    CHECK_EQ_INT(run(&m, s, 1, 40, &k6, &st), BT_OK);
+    CHECK_EQ_INT(bt_replace_count(s), 1);
+    CHECK_STR(k6.text, "a\nWait, but");
+    bt_strategy_free(s);
+
     /* bad parameters */
     bt_replace_params rp = bt_replace_default_params();
     CHECK(bt_replace_strategy_init(&rp) == NULL);
@@ -554,6 +610,26 @@ static void test_replace(void) {
     CHECK(bt_replace_strategy_init(&rp) == NULL);
     rp.replace = "\xff";
     CHECK(bt_replace_strategy_init(&rp) == NULL);
+}
+
+/* A forced replacement token that is not drawn (here: a later chain member leaves no
+ * candidate at the last forced position, and the dead end falls back to the model, which
+ * says "</think>") ends the forcing: the text is released again and later matches are
+ * replaced, the model's own "</think>" included. */
+static void test_replace_broken_forcing(void) {
+    model m = think_model(12);
+    meddler z = {.zero_at = 4};
+    bt_strategy *list[2] = {replacer(-1, -1, 0, 1.0f), bt_strategy_init(&meddler_iface, &z)};
+    bt_strategy *c = bt_chain_strategy_init(list, 2);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(run(&m, c, 1, 12, &k, &st), BT_OK);
+    CHECK(z.zeroed);
+    CHECK_EQ_INT(st.n_dead_ends, 1);
+    CHECK(strncmp(k.text, "a\nWait,\nWait, but\nWait, but", 29) == 0);
+    CHECK(bt_replace_count(list[0]) >= 3);
+    CHECK(strstr(k.text, "</think>") == NULL);
+    bt_strategy_free(c);
 }
 
 /* ---- CreativeWriting ------------------------------------------------------------------- */
@@ -624,6 +700,43 @@ static void test_creative_eos(void) {
     bt_creative_writing_params bad = bt_creative_writing_default_params();
     bad.top_p_flat = 0;
     CHECK(bt_creative_writing_strategy_init(&bad) == NULL);
+}
+
+/* In a chain, a rewind asked by an earlier member at a flat step must not make
+ * CreativeWriting force its remembered token at the position the rewind lands on: that
+ * token was the argmax of another position. Forced tokens still happen after its own
+ * rewinds. Many seeds, so both cases occur. */
+static void test_creative_in_chain(void) {
+    model m;
+    init_model(&m);
+    memset(FIXED, 0, sizeof FIXED);
+    FIXED[B] = 10.0f; /* banned; the rest uniform: flat at every step */
+    m.fixed = FIXED;
+    int forces = 0, wrong = 0, rewinds = 0;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        meddler md = {.rewind_every = 3, .zero_at = -1};
+        bt_strategy *list[3] = {bt_strategy_init(&meddler_iface, &md),
+                                bt_creative_writing_strategy_init(NULL),
+                                bt_strategy_init(&spy_iface, &md)};
+        bt_strategy *c = bt_chain_strategy_init(list, 3);
+        bt_provider *p = provider(&m);
+        bt_sampler_params sp = bt_sampler_default_params();
+        sp.top_k = 0;
+        sp.seed = seed;
+        sp.max_new_tokens = 30;
+        bt_sampler *smp = bt_sampler_init(p, c, &sp);
+        bt_stats st;
+        CHECK_EQ_INT(bt_generate_tokens(smp, PROMPT, 1, NULL, NULL, &st), BT_OK);
+        forces += md.forces;
+        wrong += md.forces_after_my_rewind;
+        rewinds += (int)st.n_rewinds;
+        bt_sampler_free(smp);
+        bt_provider_free(p);
+        bt_strategy_free(c);
+    }
+    CHECK(forces > 20);
+    CHECK(rewinds > 40);
+    CHECK_EQ_INT(wrong, 0);
 }
 
 /* ---- AdaptiveTemperature ---------------------------------------------------------------- */
@@ -719,9 +832,11 @@ int main(void) {
     RUN(test_antislop_hold_back);
     RUN(test_phrase_lists);
     RUN(test_replace);
+    RUN(test_replace_broken_forcing);
     RUN(test_creative_not_flat);
     RUN(test_creative_flat);
     RUN(test_creative_eos);
+    RUN(test_creative_in_chain);
     RUN(test_adaptive_beta);
     RUN(test_human_guidance);
     TEST_MAIN_END();

@@ -182,6 +182,10 @@ int main(int argc, char **argv) {
         snprintf(err, sizeof err, "%s", bt_last_error());
         goto fail;
     }
+    /* the CLI sets no max_length: a length stop is the end of the context */
+    if (st.stop_reason == BT_STOP_MAX_LENGTH && (a.stats || a.verbose))
+        fprintf(stderr, "backtrack: note: the context is full (-c %d tokens, prompt %d): the "
+                        "text ends here\n", bt_provider_n_ctx(prov), st.n_prompt);
     if (st.stop_reason == BT_STOP_STEP_CAP)
         fprintf(stderr, "backtrack: warning: the step cap ended the text early (a strategy "
                         "kept rewinding)\n");

@@ -624,7 +624,9 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     r->sp.max_new_tokens = A->n_predict;
     double v;
     bool has;
-    if (!get_num(b, "max_tokens", 1, srv->n_ctx, true, &v, &has, e)) return false;
+    /* as llama-server: any positive count; the end of the context stops the text
+     * ("length") whatever max_tokens says */
+    if (!get_num(b, "max_tokens", 1, INT32_MAX, true, &v, &has, e)) return false;
     if (has) r->sp.max_new_tokens = (int32_t)v;
     if (!get_num(b, "temperature", 0, 1e4, false, &v, &has, e)) return false;
     if (has) r->sp.temperature = (float)v;

@@ -9,6 +9,7 @@
  *                  keep index stops there; an argmax pick advances it when nothing is
  *                  remembered.
  *   backtrack:     at a flat step with something remembered, rewind to it.
+ *   on_rewind:     a rewind by another strategy of a chain voids what it removed.
  * Net effect: off-argmax picks survive where the model is sure; where it is not, the
  * sampler returns to the last such pick and takes the best non-banned token there.
  */
@@ -22,6 +23,7 @@ typedef struct creative {
     bt_creative_writing_params p;
     bool     is_flat;
     bool     has_memory;
+    bool     rewinding;  /* its own backtrack asked for the rewind being applied */
     int32_t  mem_pos;
     bt_token mem_tok;
     int32_t  keep;
@@ -34,7 +36,7 @@ bt_creative_writing_params bt_creative_writing_default_params(void) {
 
 static void cw_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
     creative *c = s->ctx;
-    if (c->is_flat && c->has_memory) {
+    if (c->is_flat && c->has_memory && v->n_tokens == c->mem_pos) {
         logits[c->mem_tok] = FLT_MAX;
         c->has_memory = false;
         c->is_flat = false;
@@ -72,8 +74,22 @@ static void cw_on_next_token(bt_strategy *s, const bt_view *v, const bt_candidat
 
 static int32_t cw_backtrack(bt_strategy *s, const bt_view *v) {
     creative *c = s->ctx;
-    if (c->is_flat && c->has_memory && c->mem_pos < v->n_tokens) return v->n_tokens - c->mem_pos;
-    return 0;
+    c->rewinding = c->is_flat && c->has_memory && c->mem_pos < v->n_tokens;
+    return c->rewinding ? v->n_tokens - c->mem_pos : 0;
+}
+
+/* Its own rewind lands on the remembered position, where on_logits then forces the
+ * remembered token. A rewind asked by another strategy of a chain voids the flat verdict
+ * (it was about a removed token) and, if it removed the off-argmax pick, the memory. */
+static void cw_on_rewind(bt_strategy *s, const bt_view *v, int32_t n) {
+    (void)n;
+    creative *c = s->ctx;
+    if (!c->rewinding) {
+        c->is_flat = false;
+        if (c->has_memory && c->mem_pos >= v->n_tokens) c->has_memory = false;
+    }
+    c->rewinding = false;
+    if (c->keep > v->n_tokens) c->keep = v->n_tokens;
 }
 
 static int32_t cw_keep_index(bt_strategy *s, const bt_view *v) {
@@ -83,7 +99,7 @@ static int32_t cw_keep_index(bt_strategy *s, const bt_view *v) {
 
 static void cw_reset(bt_strategy *s) {
     creative *c = s->ctx;
-    c->is_flat = c->has_memory = false;
+    c->is_flat = c->has_memory = c->rewinding = false;
     c->keep = 0;
 }
 
@@ -95,6 +111,7 @@ static const bt_strategy_i creative_iface = {
     .on_probs = cw_on_probs,
     .on_next_token = cw_on_next_token,
     .backtrack = cw_backtrack,
+    .on_rewind = cw_on_rewind,
     .keep_index = cw_keep_index,
     .reset = cw_reset,
     .free = cw_free,

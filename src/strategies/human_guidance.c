@@ -169,6 +169,12 @@ static int32_t hg_backtrack(bt_strategy *s, const bt_view *v) {
     return v->n_tokens >= 2 ? 2 : v->n_tokens;
 }
 
+/* A "Go back" chosen at a step that another strategy of a chain rewound first is void. */
+static void hg_on_rewind(bt_strategy *s, const bt_view *v, int32_t n) {
+    (void)v, (void)n;
+    ((guidance *)s->ctx)->go_back = false;
+}
+
 /* Hold everything until the end: "Go back" may go as far as the user likes. */
 static int32_t hg_keep_index(bt_strategy *s, const bt_view *v) {
     guidance *g = s->ctx;
@@ -195,6 +201,7 @@ static const bt_strategy_i guidance_iface = {
     .begin = hg_begin,
     .on_probs = hg_on_probs,
     .backtrack = hg_backtrack,
+    .on_rewind = hg_on_rewind,
     .keep_index = hg_keep_index,
     .reset = hg_reset,
     .free = hg_free,

@@ -34,7 +34,8 @@ bt_replace_params bt_replace_default_params(void) {
 /* May another replacement happen now? */
 static bool allowed(const replace *r, const bt_view *v) {
     if (r->p.max_replacements >= 0 && r->done >= r->p.max_replacements) return false;
-    if (r->p.max_new_tokens_for_replace >= 0 && v->n_tokens > r->p.max_new_tokens_for_replace)
+    /* the original's rule: only while the continuation is shorter than the limit */
+    if (r->p.max_new_tokens_for_replace >= 0 && v->n_tokens >= r->p.max_new_tokens_for_replace)
         return false;
     return true;
 }
@@ -83,20 +84,33 @@ static void rp_on_next_token(bt_strategy *s, const bt_view *v, const bt_candidat
         for (int32_t i = 0; i < c->n; i++) total += c->data[i].p > 0 ? c->data[i].p : 0;
         r->p_drawn[pos] = total > 0 ? (float)(bt_candidates_get_p(c, tok) / total) : 0.0f;
     }
-    if (r->force_pos >= 0 && pos - r->force_pos == r->n_repl - 1 && tok == r->repl_toks[r->n_repl - 1]) {
-        /* the replacement is complete: nothing inside it may match again */
-        r->force_pos = -1;
-        bt__scan_sync(&r->scan, v, false);
-        r->scan.min_start = r->scan.len;
-    }
+    int32_t i = pos - r->force_pos;
+    if (r->force_pos < 0 || i < 0) return;
+    bool drawn = i < r->n_repl && tok == r->repl_toks[i];
+    if (drawn && i < r->n_repl - 1) return; /* more to force */
+    /* The forcing is over: complete, or broken because another strategy (or a dead end's
+     * fallback to the model's own distribution) put another token here. Either way stop
+     * forcing and holding text back. What was forced may not match again (feeding it
+     * here swallows its matches); a token the model chose instead still may. */
+    r->force_pos = -1;
+    bt_view forced = *v;
+    forced.n_tokens = drawn ? pos + 1 : pos;
+    bt__scan_sync(&r->scan, &forced, false);
+    r->scan.min_start = r->scan.len;
+}
+
+/* Forget what the rewind removed: a replacement whose start is gone is no longer forced,
+ * and a replacement that was cut into may be matched again. */
+static void rp_on_rewind(bt_strategy *s, const bt_view *v, int32_t n) {
+    (void)n;
+    replace *r = s->ctx;
+    if (r->force_pos > v->n_tokens) r->force_pos = -1;
+    bt__scan_sync(&r->scan, v, false); /* truncates */
+    if (r->scan.min_start > r->scan.len) r->scan.min_start = 0;
 }
 
 static int32_t rp_backtrack(bt_strategy *s, const bt_view *v) {
     replace *r = s->ctx;
-    if (r->force_pos >= 0 && v->n_tokens <= r->force_pos) r->force_pos = -1; /* rewound away */
-    if (r->scan.min_start > 0 && v->n_tokens < r->scan.n_tokens &&
-        bt__scan_token_start(&r->scan, v->n_tokens) < r->scan.min_start)
-        r->scan.min_start = 0; /* the replacement itself was rewound by another strategy */
     bt__match m = bt__scan_sync(&r->scan, v, false);
     if (r->force_pos >= 0 || m.pattern < 0 || !allowed(r, v)) return 0;
     int32_t t = bt__scan_token_at(&r->scan, m.start);
@@ -143,6 +157,7 @@ static const bt_strategy_i replace_iface = {
     .on_probs = rp_on_probs,
     .on_next_token = rp_on_next_token,
     .backtrack = rp_backtrack,
+    .on_rewind = rp_on_rewind,
     .keep_index = rp_keep_index,
     .reset = rp_reset,
     .free = rp_free,
