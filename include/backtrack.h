@@ -389,7 +389,9 @@ typedef struct bt_llama_params {
     int32_t     logits_window; /* 32: logits kept for the last positions, so a rewind of
                                   up to this many tokens costs no model evaluation; a
                                   deeper rewind re-decodes one token. 0: always re-decode.
-                                  Memory: window x vocabulary floats per sequence        */
+                                  Memory: max(window, 1) x vocabulary floats per sequence
+                                  (the logits handed out are always the provider's own
+                                  copy, never llama.cpp's buffer)                        */
     bool        verbose;       /* false: llama.cpp's own log is silent                    */
     const char *backend_dir;   /* NULL: $BT_GGML_BACKEND_DIR, else the folder libllama was
                                   loaded from (the ggml CPU backends sit beside it)       */

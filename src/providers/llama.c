@@ -57,7 +57,7 @@ struct llama_seq {
     int32_t   id;        /* llama.cpp sequence id */
     bt_token *held;      /* n_ctx */
     int32_t   n_held;
-    int32_t   window;    /* ring slots */
+    int32_t   window;    /* ring slots (>= 1) */
     float    *ring;      /* window * n_vocab */
     int32_t  *ring_pos;  /* position whose logits each slot holds, -1 if none */
     float    *base;      /* logits after the first evaluated batch (the prompt) */
@@ -164,17 +164,16 @@ static int check_model_file(const char *path) {
 
 /* ==== Logits kept for rewinds ============================================= */
 
-/* Remember the logits of position `pos` (from llama.cpp's output buffer). */
+/* Remember the logits of position `pos` (from llama.cpp's output buffer) and return the
+ * copy. The provider never hands out llama.cpp's own buffer: in a pool the next batch
+ * overwrites (or reallocates) it while this sequence's thread is still sampling. The
+ * ring has at least one slot for that reason, even with logits_window 0. */
 static const float *keep_logits(llama_seq *q, int32_t pos, const float *src) {
     size_t nv = (size_t)q->sh->n_vocab;
-    const float *res = src;
-    if (q->window > 0) {
-        int32_t slot = pos % q->window;
-        float *dst = q->ring + (size_t)slot * nv;
-        memcpy(dst, src, nv * sizeof *dst);
-        q->ring_pos[slot] = pos;
-        res = dst;
-    }
+    int32_t slot = pos % q->window;
+    float *res = q->ring + (size_t)slot * nv;
+    memcpy(res, src, nv * sizeof *res);
+    q->ring_pos[slot] = pos;
     if (q->base_pos < 0) {
         memcpy(q->base, src, nv * sizeof *q->base);
         q->base_pos = pos;
@@ -186,7 +185,7 @@ static const float *keep_logits(llama_seq *q, int32_t pos, const float *src) {
 /* Logits of `pos` if still kept, NULL otherwise. */
 static const float *kept_logits(llama_seq *q, int32_t pos) {
     if (pos == q->base_pos) return q->base;
-    if (q->window > 0 && pos >= 0 && q->ring_pos[pos % q->window] == pos)
+    if (pos >= 0 && q->ring_pos[pos % q->window] == pos)
         return q->ring + (size_t)(pos % q->window) * (size_t)q->sh->n_vocab;
     return NULL;
 }
@@ -393,7 +392,7 @@ static int lp_rewind(void *ctx, int32_t n) {
     unlock(sh);
     if (!ok) return bt__fail(BT_ERR_UNSUPPORTED, "this model cannot undo tokens (llama_memory_seq_rm failed)");
     /* Slots of removed positions are stale now. */
-    for (int32_t p = keep; p < q->n_held && q->window > 0; p++)
+    for (int32_t p = keep; p < q->n_held; p++)
         if (q->ring_pos[p % q->window] == p) q->ring_pos[p % q->window] = -1;
     if (q->base_pos >= keep) q->base_pos = -1;
     q->n_held = keep;
@@ -407,7 +406,9 @@ static void lp_reset(void *ctx) {
     lock(sh);
     llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1); /* whole: never fails */
     q->active = false;
-    pthread_cond_signal(&sh->work); /* the batcher may be waiting for this one */
+    /* a pool's batcher may be waiting for this one (a single provider has no batcher,
+     * and its condition variables were never initialised) */
+    if (sh->threaded) pthread_cond_signal(&sh->work);
     unlock(sh);
     q->n_held = 0;
     q->cur = NULL;
@@ -498,18 +499,19 @@ static llama_seq *seq_new(llama_shared *sh, int32_t id, int32_t window) {
     q->sh = sh;
     q->id = id;
     q->base_pos = -1;
-    q->window = window;
+    /* window 0 (always re-decode) still needs one slot: the logits handed out are ours.
+     * With one slot a rewind never finds the position it lands on (the slot holds the
+     * last one), which is what 0 asks for. */
+    q->window = window > 0 ? window : 1;
     q->held = malloc((size_t)sh->n_ctx * sizeof *q->held);
     q->base = malloc((size_t)sh->n_vocab * sizeof *q->base);
-    if (window > 0) {
-        q->ring = malloc((size_t)window * (size_t)sh->n_vocab * sizeof *q->ring);
-        q->ring_pos = malloc((size_t)window * sizeof *q->ring_pos);
-    }
-    if (!q->held || !q->base || (window > 0 && (!q->ring || !q->ring_pos))) {
+    q->ring = malloc((size_t)q->window * (size_t)sh->n_vocab * sizeof *q->ring);
+    q->ring_pos = malloc((size_t)q->window * sizeof *q->ring_pos);
+    if (!q->held || !q->base || !q->ring || !q->ring_pos) {
         seq_free(q);
         return NULL;
     }
-    for (int32_t i = 0; i < window; i++) q->ring_pos[i] = -1;
+    for (int32_t i = 0; i < q->window; i++) q->ring_pos[i] = -1;
     return q;
 }
 
