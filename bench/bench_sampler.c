@@ -71,7 +71,7 @@ static int rp_eval(void *c, const bt_token *seq, int32_t n, const float **lg, bt
 static int rp_rewind(void *c, int32_t n) { ((replay *)c)->n -= n; return BT_OK; }
 static void rp_reset(void *c) { ((replay *)c)->n = 0; }
 static const bt_provider_i replay_iface = {"replay", rp_nv, rp_ctx, rp_tok, rp_text, rp_eog,
-                                           rp_eval, rp_rewind, rp_reset, NULL};
+                                           rp_eval, rp_rewind, rp_reset, NULL, NULL, NULL, NULL};
 
 /* backtrack: ms per token for `tokens` tokens */
 static double run_backtrack(bt_sampler *s, int tokens) {

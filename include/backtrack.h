@@ -173,6 +173,26 @@ typedef struct bt_provider_i {
 
     /* can be NULL: free ctx and everything the provider owns. */
     void (*free)(void *ctx);
+
+    /* Prompt reuse across generations. A provider that keeps its sequence (and KV cache)
+     * after a generation implements all three; then the next generation evaluates only
+     * what differs from the longest common prefix (see bt_sampler_params.cache_prompt).
+     * All can be NULL: every generation then starts from reset. */
+
+    /* can be NULL: the sequence held now; *tokens stays valid until the next eval,
+     * rewind, reset or begin. Returns its length. */
+    int32_t (*held)(void *ctx, const bt_token **tokens);
+
+    /* can be NULL: a generation starts on the first `keep` held positions
+     * (0 <= keep <= held): drop the rest, and take the last position of the next eval as
+     * the end of the prompt (whose logits are kept apart for rewinds). Returns the
+     * positions actually kept (a provider that cannot cut its cache there may keep fewer,
+     * down to 0), or a negative status. */
+    int32_t (*begin)(void *ctx, int32_t keep);
+
+    /* can be NULL: the generation ended; keep the held sequence for the next begin, but
+     * expect no eval until then (a pool stops waiting for this member's next step). */
+    void (*end)(void *ctx);
 } bt_provider_i;
 
 struct bt_provider {
@@ -193,6 +213,15 @@ int32_t bt_provider_n_ctx(const bt_provider *p);
 bool    bt_provider_is_eog(const bt_provider *p, bt_token id);
 int     bt_provider_token_text(const bt_provider *p, bt_token id, const char **bytes,
                                size_t *len);
+
+/* Forget the held sequence and its cache (the next generation starts cold). NULL-safe. */
+void bt_provider_reset(bt_provider *p);
+
+/* The number of leading tokens of toks[0..n) the provider still holds from the last
+ * generation: what the next generation on that prompt takes from the cache (at most
+ * n - 1: the prompt's last token is always evaluated). 0 for a provider without reuse.
+ * Read-only; use it to route a prompt to the provider that holds most of it. */
+int32_t bt_provider_cached_prefix(const bt_provider *p, const bt_token *toks, int32_t n);
 
 /* Tokenize into a new array (*out owned by the caller, free() it). add_special and
  * parse_special as in bt_provider_i.tokenize. Checks that text is valid UTF-8. */
@@ -313,6 +342,11 @@ typedef struct bt_sampler_params {
                                 hard cap on draws, so no strategy can loop for ever      */
     bool     add_special;    /* true: add BOS etc. as the model's metadata asks          */
     bool     parse_special;  /* true: "<|im_start|>"-style text in the prompt is special */
+    bool     cache_prompt;   /* true: reuse what the provider still holds from the last
+                                generation: only the tokens after the longest common
+                                prefix of that sequence and the new prompt are evaluated
+                                (stats: n_prompt_cached). false: start cold, and leave
+                                nothing behind for the next generation                */
 } bt_sampler_params;
 
 bt_sampler_params bt_sampler_default_params(void);
@@ -338,7 +372,10 @@ typedef struct bt_stats {
     int64_t  n_steps;              /* draws                                             */
     int64_t  n_evaluated;          /* positions the model evaluated (prompt included)  */
     int64_t  n_eval_calls;         /* provider eval calls that ran the model            */
-    int64_t  n_prompt_reevaluated; /* prompt positions evaluated twice (always 0)       */
+    int32_t  n_prompt_cached;      /* prompt tokens taken from the provider's cache
+                                      (the previous generation's), not evaluated       */
+    int64_t  n_prompt_reevaluated; /* prompt positions evaluated twice within this
+                                      generation (always 0)                            */
     int64_t  n_dead_ends;          /* steps where strategies left no candidate: the
                                       strategy-free distribution was used instead       */
     int      stop_reason;          /* enum bt_stop_reason                               */

@@ -105,6 +105,24 @@ void bt_provider_free(bt_provider *p) {
     free(p);
 }
 
+void bt_provider_reset(bt_provider *p) {
+    if (p && p->iface->reset) p->iface->reset(p->ctx);
+}
+
+/* A provider reuses its cache only with all three slots: what it holds, how to start on a
+ * prefix of it, how to end a generation without forgetting. */
+static bool can_reuse(const bt_provider *p) {
+    return p->iface->held && p->iface->begin && p->iface->end;
+}
+
+int32_t bt_provider_cached_prefix(const bt_provider *p, const bt_token *toks, int32_t n) {
+    if (!p || !toks || n <= 1 || !can_reuse(p)) return 0;
+    const bt_token *held = NULL;
+    int32_t nh = p->iface->held(p->ctx, &held), k = 0, lim = nh < n - 1 ? nh : n - 1;
+    while (k < lim && held[k] == toks[k]) k++;
+    return k;
+}
+
 int32_t bt_provider_n_vocab(const bt_provider *p) { return p->iface->n_vocab(p->ctx); }
 int32_t bt_provider_n_ctx(const bt_provider *p) { return p->iface->n_ctx(p->ctx); }
 bool bt_provider_is_eog(const bt_provider *p, bt_token id) {

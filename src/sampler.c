@@ -64,6 +64,7 @@ bt_sampler_params bt_sampler_default_params(void) {
         .max_steps = 0,
         .add_special = true,
         .parse_special = true,
+        .cache_prompt = true,
     };
 }
 
@@ -384,8 +385,23 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
                        .n_vocab = s->n_vocab, .provider = prov};
     refresh_view(&g);
 
-    if (prov->iface->reset) prov->iface->reset(prov->ctx);
+    /* Start on the longest common prefix of what the provider still holds and the
+     * prompt (its last token is always evaluated, for its logits), or cold. */
     int rc = BT_OK;
+    bool reuse = s->params.cache_prompt && prov->iface->held && prov->iface->begin &&
+                 prov->iface->end;
+    if (reuse) {
+        int32_t keep = prov->iface->begin(prov->ctx, bt_provider_cached_prefix(prov, prompt, n_prompt));
+        if (keep < 0) {
+            st->stop_reason = BT_STOP_ERROR;
+            free(g.seq);
+            bt_provider_reset(prov);
+            return keep;
+        }
+        st->n_prompt_cached = keep;
+    } else {
+        bt_provider_reset(prov);
+    }
     bt_strategy *strat = s->strategy;
     if (strat && strat->iface->begin && (rc = strat->iface->begin(strat, &g.view)) != BT_OK) {
         if (bt_last_error()[0] == 0) bt__fail(rc, "strategy %s failed to start", strat->iface->name);
@@ -400,7 +416,10 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
         else st->stop_reason = BT_STOP_ERROR;
     }
     if (strat && strat->iface->reset) strat->iface->reset(strat);
-    if (prov->iface->reset) prov->iface->reset(prov->ctx);
+    /* Keep the sequence for the next generation's reuse, unless it may be inconsistent
+     * (an error mid-way) or reuse is off. A stop by the caller leaves it consistent. */
+    if (reuse && rc == BT_OK) prov->iface->end(prov->ctx);
+    else bt_provider_reset(prov);
     free(g.seq);
     st->t_total_ms = bt__now_ms() - t0;
     return rc;

@@ -86,11 +86,15 @@ static void rewind_case(int32_t window, int32_t at, int32_t n, int64_t extra_eva
     CHECK_EQ_INT(sb.n_rewinds, 1);
     CHECK_EQ_INT(sb.n_discarded, n);
     CHECK_EQ_INT(sb.n_steps, sa.n_steps + n);
-    /* the prompt is evaluated once; every drawn token is evaluated once, except the last
-     * one and the one drawn when the rewind happened; a rewind past the logits window
-     * re-decodes one token */
+    /* the second generation on the provider takes the prompt from the cache but its last
+     * token (evaluated again for its logits); the prompt is evaluated once; every drawn
+     * token is evaluated once, except the last one and the one drawn when the rewind
+     * happened; a rewind past the logits window re-decodes one token, and one back to
+     * the prompt's end finds the new prompt's logits kept */
+    CHECK_EQ_INT(sa.n_prompt_cached, 0);
+    CHECK_EQ_INT(sb.n_prompt_cached, sb.n_prompt - 1);
     CHECK_EQ_INT(sb.n_prompt_reevaluated, 0);
-    CHECK_EQ_INT(sb.n_evaluated, sb.n_prompt + (sb.n_steps - 2) + extra_evals);
+    CHECK_EQ_INT(sb.n_evaluated, 1 + (sb.n_steps - 2) + extra_evals);
     CHECK_EQ_INT(sa.n_evaluated, sa.n_prompt + (sa.n_steps - 1));
     bt_sampler_free(plain);
     bt_sampler_free(rw);

@@ -427,6 +427,114 @@ static void test_context_and_args(void) {
     bt_provider_free(p);
 }
 
+/* ---- prompt reuse across generations ---------------------------------------------- */
+
+/* Logits from the content alone: after token t, token t % 4 + 1 is likely; <eos> never. */
+static void cycle_logits(void *user, const bt_token *seq, int32_t n, float *l, int32_t nv) {
+    (void)user;
+    for (int32_t i = 0; i < nv; i++) l[i] = 0.0f;
+    l[EOS] = -INFINITY;
+    l[seq[n - 1] % 4 + 1] = 3.0f;
+}
+
+static bt_provider *cycle_provider(void) {
+    bt_scripted_params p = bt_scripted_default_params();
+    p.n_vocab = NV;
+    p.tokens = VOCAB;
+    p.eos = EOS;
+    p.n_ctx = 64;
+    p.logits = cycle_logits;
+    return bt_scripted_provider_init(&p);
+}
+
+typedef struct turn_out {
+    sink     k;
+    bt_stats st;
+} turn_out;
+
+static int fail_begin(bt_strategy *s, const bt_view *v) {
+    (void)s, (void)v;
+    return BT_ERR_STRATEGY;
+}
+static const bt_strategy_i fail_iface = {.name = "fails", .begin = fail_begin};
+
+/* Three turns of a growing conversation on one sampler: each turn's prompt is the last
+ * prompt, the text released for it and a new message. Only the tokens after what the
+ * provider still holds are evaluated, and the text equals a cold run's. */
+static void test_prompt_reuse(void) {
+    bt_provider *warm_p = cycle_provider(), *cold_p = cycle_provider();
+    bt_sampler_params sp = greedy();
+    sp.top_k = 0; /* sampled: the draws must see the same logits */
+    sp.seed = 11;
+    sp.max_new_tokens = 5;
+    bt_sampler *warm = bt_sampler_init(warm_p, NULL, &sp);
+    sp.cache_prompt = false;
+    bt_sampler *cold = bt_sampler_init(cold_p, NULL, &sp);
+    bt_token conv[64] = {1, 7};
+    int32_t n = 2, held = 0;
+    for (int turn = 0; turn < 3; turn++) {
+        turn_out w = {0}, c = {0};
+        CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &w.k, &w.st), BT_OK);
+        CHECK_EQ_INT(bt_generate_tokens(cold, conv, n, collect, &c.k, &c.st), BT_OK);
+        CHECK_STR(w.k.text, c.k.text);
+        CHECK_EQ_INT(w.k.n, 5);
+        /* what the provider held from the last turn: that prompt and all its text but
+         * the last token (drawn, never evaluated) */
+        CHECK_EQ_INT(w.st.n_prompt_cached, held);
+        CHECK_EQ_INT(c.st.n_prompt_cached, 0);
+        CHECK_EQ_INT(w.st.n_evaluated, (n - held) + (w.st.n_steps - 1));
+        CHECK_EQ_INT(c.st.n_evaluated, n + (c.st.n_steps - 1));
+        CHECK_EQ_INT(w.st.n_prompt_reevaluated, 0);
+        held = n + w.k.n - 1;
+        memcpy(conv + n, w.k.toks, (size_t)w.k.n * sizeof *conv);
+        n += w.k.n;
+        conv[n++] = 7; /* the next message */
+        conv[n++] = (bt_token)(2 + turn);
+    }
+    CHECK(held > 12);
+
+    /* the same prompt again: all but its last token from the cache */
+    turn_out again = {0};
+    CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &again.k, &again.st), BT_OK);
+    turn_out again2 = {0};
+    CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &again2.k, &again2.st), BT_OK);
+    CHECK_EQ_INT(again2.st.n_prompt_cached, n - 1);
+    CHECK_STR(again.k.text, again2.k.text);
+
+    /* a caller's stop leaves the cache consistent: the next turn reuses it */
+    sink stop = {0};
+    stop.stop_after = 2;
+    CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &stop, NULL), BT_OK);
+    memcpy(conv + n, stop.toks, 2 * sizeof *conv);
+    turn_out after = {0}, after_cold = {0};
+    CHECK_EQ_INT(bt_generate_tokens(warm, conv, n + 2, collect, &after.k, &after.st), BT_OK);
+    CHECK_EQ_INT(bt_generate_tokens(cold, conv, n + 2, collect, &after_cold.k, &after_cold.st), BT_OK);
+    CHECK_EQ_INT(after.st.n_prompt_cached, n + 1);
+    CHECK_STR(after.k.text, after_cold.k.text);
+
+    /* a failed generation leaves nothing behind: the next one starts cold */
+    bt_strategy *bad = bt_strategy_init(&fail_iface, NULL);
+    sp.cache_prompt = true;
+    bt_sampler *failing = bt_sampler_init(warm_p, bad, &sp);
+    CHECK_EQ_INT(bt_generate_tokens(failing, conv, n, collect, &(sink){0}, NULL), BT_ERR_STRATEGY);
+    turn_out fresh = {0};
+    CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &fresh.k, &fresh.st), BT_OK);
+    CHECK_EQ_INT(fresh.st.n_prompt_cached, 0);
+    CHECK_STR(fresh.k.text, again.k.text);
+
+    /* bt_provider_reset drops the cache explicitly; cache_prompt false leaves none */
+    bt_provider_reset(warm_p);
+    CHECK_EQ_INT(bt_provider_cached_prefix(warm_p, conv, n), 0);
+    CHECK_EQ_INT(bt_generate_tokens(cold, conv, n, collect, &(sink){0}, NULL), BT_OK);
+    CHECK_EQ_INT(bt_provider_cached_prefix(cold_p, conv, n), 0);
+    bt_sampler_free(failing);
+    bt_strategy_free(bad);
+    bt_sampler_free(warm);
+    bt_sampler_free(cold);
+    bt_provider_free(warm_p);
+    bt_provider_free(cold_p);
+}
+
 static void test_caller_stop_and_clamp(void) {
     const bt_token script[] = {1, 2, 3, 4, 1, 2, 3, 4};
     model m = {script, 8, 2, 0};
@@ -505,5 +613,6 @@ int main(void) {
     RUN(test_context_and_args);
     RUN(test_caller_stop_and_clamp);
     RUN(test_chain_precedence);
+    RUN(test_prompt_reuse);
     TEST_MAIN_END();
 }

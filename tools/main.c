@@ -157,10 +157,10 @@ int main(int argc, char **argv) {
     if (a.stats) {
         double gen_ms = st.t_total_ms - st.t_prompt_ms;
         fprintf(stderr,
-                "stats: prompt=%d released=%lld discarded=%lld rewinds=%lld steps=%lld "
-                "evaluated=%lld eval_calls=%lld prompt_reevaluated=%lld dead_ends=%lld "
-                "stop=%s seed=%llu prompt_ms=%.1f total_ms=%.1f tok_per_s=%.1f\n",
-                st.n_prompt, (long long)st.n_released, (long long)st.n_discarded,
+                "stats: prompt=%d prompt_cached=%d released=%lld discarded=%lld rewinds=%lld "
+                "steps=%lld evaluated=%lld eval_calls=%lld prompt_reevaluated=%lld "
+                "dead_ends=%lld stop=%s seed=%llu prompt_ms=%.1f total_ms=%.1f tok_per_s=%.1f\n",
+                st.n_prompt, st.n_prompt_cached, (long long)st.n_released, (long long)st.n_discarded,
                 (long long)st.n_rewinds, (long long)st.n_steps, (long long)st.n_evaluated,
                 (long long)st.n_eval_calls, (long long)st.n_prompt_reevaluated,
                 (long long)st.n_dead_ends, bt_stop_reason_name(st.stop_reason),

@@ -416,6 +416,45 @@ static void lp_reset(void *ctx) {
     for (int32_t i = 0; i < q->window; i++) q->ring_pos[i] = -1;
 }
 
+static int32_t lp_held(void *ctx, const bt_token **tokens) {
+    llama_seq *q = ctx;
+    *tokens = q->held;
+    return q->n_held;
+}
+
+/* Keep the first `keep` positions of the KV cache for the next generation. The logits
+ * kept for rewinds belong to the last generation: only those of kept positions stay, and
+ * the next eval's last position becomes the new prompt end. */
+static int32_t lp_begin(void *ctx, int32_t keep) {
+    llama_seq *q = ctx;
+    llama_shared *sh = q->sh;
+    if (keep < 0 || keep > q->n_held)
+        return bt__fail(BT_ERR_INVALID_ARG, "begin: keep %d of %d positions", keep, q->n_held);
+    lock(sh);
+    if (keep < q->n_held && !llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, keep, -1)) {
+        /* a cache that cannot be cut there (recurrent models): start cold */
+        llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1);
+        keep = 0;
+    }
+    unlock(sh);
+    for (int32_t i = 0; i < q->window; i++)
+        if (q->ring_pos[i] >= keep) q->ring_pos[i] = -1;
+    q->base_pos = -1;
+    q->n_held = keep;
+    q->cur = NULL;
+    return keep;
+}
+
+/* The generation ended: the cache stays; a pool's batcher stops waiting for this one. */
+static void lp_end(void *ctx) {
+    llama_seq *q = ctx;
+    llama_shared *sh = q->sh;
+    lock(sh);
+    q->active = false;
+    if (sh->threaded) pthread_cond_signal(&sh->work);
+    unlock(sh);
+}
+
 static void seq_free(llama_seq *q) {
     if (!q) return;
     free(q->held);
@@ -463,6 +502,9 @@ static const bt_provider_i llama_iface = {
     .eval = lp_eval,
     .rewind = lp_rewind,
     .reset = lp_reset,
+    .held = lp_held,
+    .begin = lp_begin,
+    .end = lp_end,
     .free = lp_free,
 };
 

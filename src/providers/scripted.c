@@ -102,6 +102,23 @@ static void sc_reset(void *ctx) {
     s->have_logits = false;
 }
 
+/* Reuse across generations, like a real cache: what is held stays held. */
+static int32_t sc_held(void *ctx, const bt_token **tokens) {
+    scripted *s = ctx;
+    *tokens = s->held;
+    return s->n_held;
+}
+
+static int32_t sc_begin(void *ctx, int32_t keep) {
+    scripted *s = ctx;
+    if (keep < 0 || keep > s->n_held) return bt__fail(BT_ERR_INVALID_ARG, "begin: keep %d", keep);
+    s->n_held = keep;
+    s->have_logits = false;
+    return keep;
+}
+
+static void sc_end(void *ctx) { (void)ctx; }
+
 static void sc_free(void *ctx) {
     scripted *s = ctx;
     if (!s) return;
@@ -124,6 +141,9 @@ static const bt_provider_i scripted_iface = {
     .eval = sc_eval,
     .rewind = sc_rewind,
     .reset = sc_reset,
+    .held = sc_held,
+    .begin = sc_begin,
+    .end = sc_end,
     .free = sc_free,
 };
 
