@@ -124,6 +124,18 @@ else
     grep -E "^# load|✔|✖|tests |pass |fail " "$tmp/node.log" | sed 's/^/  /'
     grep -q "✖" "$tmp/node.log" && sed -n '/✖/,+20p' "$tmp/node.log" | head -60 >&2
 fi
+# prompt reuse: each slot keeps its last conversation (two slots, chat turns)
+if [ -d "$here/server/node_modules/openai" ]; then
+    p4=$((port + 3))
+    start "$p4" --parallel 2 -c 1024 --chat-template chatml || exit 1
+    if BT_SERVER="http://127.0.0.1:$p4/v1" node --test --test-reporter=spec "$here/server/reuse.test.mjs" >"$tmp/reuse.log" 2>&1; then
+        ok
+    else
+        bad "prompt reuse tests"
+    fi
+    grep -E "✔|✖|tests |pass |fail " "$tmp/reuse.log" | sed 's/^/  /'
+    grep -q "✖" "$tmp/reuse.log" && sed -n '/✖/,+20p' "$tmp/reuse.log" | head -60 >&2
+fi
 # a clean shutdown: SIGTERM, exit 0, and no sanitizer report (when built with them)
 for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
 others=()

@@ -314,6 +314,7 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
     a->parallel = 4;
     a->queue = 64;
     a->max_body_kb = 1024;
+    a->slot_similarity = 0.5f; /* llama-server's default */
     bt_sampler_params sp = bt_sampler_default_params();
     bt_llama_params lp = bt_llama_default_params();
     a->n_predict = sp.max_new_tokens;
@@ -350,9 +351,11 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--parallel", OPT_INT, 1, 64, &a->parallel},
         {NULL, "--queue", OPT_INT, 0, 100000, &a->queue},
         {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb},
+        {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity},
+        {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
-    const int n_server_only = 5;
+    const int n_server_only = 7;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -522,6 +525,7 @@ void cli_server_usage(FILE *f) {
     fprintf(f,
         "usage: backtrack serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4]\n"
         "                       [--queue 64] [-c N] [-t N] [-ngl N] [--max-body KB]\n"
+        "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
         "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
         "\n"
         "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions,\n"
@@ -531,7 +535,11 @@ void cli_server_usage(FILE *f) {
         "choose strategies with \"strategies\": [{\"name\": \"antislop\", \"slops\": [...]}, ...]\n"
         "or KoboldCpp's \"banned_strings\"; the -s strategies apply when a request names none.\n"
         "Sampling defaults (--temp, --top-k, --top-p, --min-p, -n, --seed) apply when a request\n"
-        "omits them. See README.md, \"The server\".\n");
+        "omits them. Each slot keeps its last conversation in its cache: a request goes to the\n"
+        "free slot whose cache holds more than --slot-prompt-similarity of its prompt (the\n"
+        "longest such prefix), else to the least recently used, and only the rest of its\n"
+        "prompt is evaluated (\"cache_prompt\": false, or --no-cache-prompt, turns that off).\n"
+        "See README.md, \"The server\".\n");
 }
 
 void cli_usage(FILE *f) {

@@ -37,6 +37,9 @@ typedef struct cli_args {
     /* `backtrack serve` only */
     const char *host;
     int32_t     port, parallel, queue, max_body_kb;
+    float       slot_similarity; /* a slot whose cache holds more than this fraction of a
+                                    prompt serves it; else the least recently used */
+    int         no_cache_prompt; /* requests start cold unless they ask otherwise */
     cli_strategy_spec *specs;
     int         n_specs;
     bt_strategy **parts; /* after cli_build_strategy: the n_specs strategies built, borrowed
@@ -48,7 +51,8 @@ typedef struct cli_args {
 int cli_parse(int argc, char **argv, cli_args *a, char *err, size_t errcap);
 
 /* The same for `backtrack serve` (argv without the word "serve"): no prompt; --host,
- * --port, --parallel, --queue and --max-body are accepted; -s gives the strategies used
+ * --port, --parallel, --queue, --max-body, --slot-prompt-similarity and
+ * --no-cache-prompt are accepted; -s gives the strategies used
  * when a request names none. */
 int cli_parse_server(int argc, char **argv, cli_args *a, char *err, size_t errcap);
 

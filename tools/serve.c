@@ -44,7 +44,9 @@ struct request {
     char             *stop[MAX_STOP];
     int               n_stop;
     size_t            max_stop;
+    bt_token         *toks;     /* the prompt, tokenized once at parse time */
     int32_t           n_prompt;
+    int               slot;     /* the slot that served it, -1 before */
     /* what happened */
     char      *out;        /* text produced, stop string cut off */
     size_t     out_len, out_cap;
@@ -70,6 +72,10 @@ typedef struct slot {
     bt_provider *provider;    /* borrowed from the pool */
     bt_strategy *fallback;    /* the server's -s strategies for this slot, or NULL */
     pthread_t    thread;
+    /* under srv->mu */
+    pthread_cond_t cv;        /* a request was assigned, or the server stops */
+    request       *req;       /* assigned, not yet finished; NULL when idle */
+    long long      last_used; /* LRU clock when its last request finished (0: never) */
 } slot;
 
 struct server {
@@ -81,11 +87,10 @@ struct server {
     int32_t         n_ctx;
     /* the queue */
     pthread_mutex_t mu;
-    pthread_cond_t  cv;
     request        *head, *tail;
     int             n_waiting, n_running;
     bool            stop;
-    long long       n_served, n_cancelled;
+    long long       n_served, n_cancelled, clock;
 };
 
 static request *request_new(void) {
@@ -94,6 +99,7 @@ static request *request_new(void) {
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
     r->refs = 1;
+    r->slot = -1;
     static unsigned long long counter;
     snprintf(r->id, sizeof r->id, "cmpl-%llx%04llx", (unsigned long long)time(NULL),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
@@ -107,6 +113,7 @@ static void request_unref(request *r) {
     pthread_mutex_unlock(&r->mu);
     if (left > 0) return;
     free(r->prompt);
+    free(r->toks);
     bt_strategy_free(r->strategy);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->out);
@@ -178,26 +185,61 @@ static int on_release(void *user, bt_token id, const char *text, size_t len) {
 
 /* ==== Slot workers ============================================================ */
 
-static void *worker(void *arg) {
-    slot *sl = arg;
-    server *srv = sl->srv;
-    for (;;) {
-        pthread_mutex_lock(&srv->mu);
-        while (!srv->stop && !srv->head) pthread_cond_wait(&srv->cv, &srv->mu);
-        if (srv->stop) {
-            pthread_mutex_unlock(&srv->mu);
-            return NULL;
+/* The idle slot for r: the one whose cache holds the longest prefix of r's prompt
+ * (llama-server's slot similarity), else the least recently used. -1 if all are busy.
+ * Caller holds srv->mu; an idle slot's provider is not touched by its worker. */
+static int pick_slot(server *srv, const request *r) {
+    int best = -1;
+    int32_t best_len = 0;
+    /* a slot counts as similar above the threshold only, so that a new conversation that
+     * shares a system prompt with a cached one does not evict it while another is free */
+    double min_len = (double)srv->args.slot_similarity * r->n_prompt;
+    for (int i = 0; i < srv->n_slots; i++) {
+        slot *sl = &srv->slots[i];
+        if (sl->req) continue;
+        int32_t len = r->sp.cache_prompt ? bt_provider_cached_prefix(sl->provider, r->toks, r->n_prompt) : 0;
+        if (len < min_len || len == 0) len = 0;
+        if (best < 0 || len > best_len ||
+            (len == best_len && sl->last_used < srv->slots[best].last_used)) {
+            best = i;
+            best_len = len;
         }
+    }
+    return best;
+}
+
+/* Hand queued requests to idle slots, oldest request first. Caller holds srv->mu. */
+static void dispatch(server *srv) {
+    while (srv->head) {
+        int i = pick_slot(srv, srv->head);
+        if (i < 0) return;
         request *r = srv->head;
         srv->head = r->next;
         if (!srv->head) srv->tail = NULL;
         srv->n_waiting--;
         srv->n_running++;
+        srv->slots[i].req = r;
+        pthread_cond_signal(&srv->slots[i].cv);
+    }
+}
+
+static void *worker(void *arg) {
+    slot *sl = arg;
+    server *srv = sl->srv;
+    for (;;) {
+        pthread_mutex_lock(&srv->mu);
+        while (!srv->stop && !sl->req) pthread_cond_wait(&sl->cv, &srv->mu);
+        if (!sl->req) { /* stopping, nothing assigned (assigned work is finished first) */
+            pthread_mutex_unlock(&srv->mu);
+            return NULL;
+        }
+        request *r = sl->req;
         pthread_mutex_unlock(&srv->mu);
 
         pthread_mutex_lock(&r->mu);
         bool skip = r->cancelled;
         r->started = true;
+        r->slot = sl->index;
         pthread_mutex_unlock(&r->mu);
         int rc = BT_OK;
         bt_stats st;
@@ -209,7 +251,7 @@ static void *worker(void *arg) {
                 rc = BT_ERR_INVALID_ARG;
                 snprintf(err, sizeof err, "%s", bt_last_error());
             } else {
-                rc = bt_generate(smp, r->prompt, strlen(r->prompt), on_release, r, &st);
+                rc = bt_generate_tokens(smp, r->toks, r->n_prompt, on_release, r, &st);
                 if (rc != BT_OK) snprintf(err, sizeof err, "%s", bt_last_error());
                 bt_sampler_free(smp);
             }
@@ -226,9 +268,12 @@ static void *worker(void *arg) {
         request_unref(r);
 
         pthread_mutex_lock(&srv->mu);
+        sl->req = NULL;
+        sl->last_used = ++srv->clock;
         srv->n_running--;
         srv->n_served++;
         srv->n_cancelled += cancelled;
+        dispatch(srv);
         pthread_mutex_unlock(&srv->mu);
     }
 }
@@ -249,7 +294,7 @@ static bool enqueue(server *srv, request *r) {
     else srv->head = r;
     srv->tail = r;
     srv->n_waiting++;
-    pthread_cond_signal(&srv->cv);
+    dispatch(srv);
     pthread_mutex_unlock(&srv->mu);
     return true;
 }
@@ -622,6 +667,7 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     r->sp.min_p = A->min_p;
     r->sp.seed = A->seed;
     r->sp.max_new_tokens = A->n_predict;
+    r->sp.cache_prompt = !A->no_cache_prompt;
     double v;
     bool has;
     /* as llama-server: any positive count; the end of the context stops the text
@@ -642,12 +688,14 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     if (!get_bool(b, "stream", &r->stream, e)) return false;
     if (!get_strings(b, "stop", false, add_stop, r, e)) return false;
 
-    /* the prompt must leave room in the context */
-    bt_token *toks = NULL;
+    /* llama-server's field: false starts this request cold and leaves nothing cached */
+    if (!get_bool(b, "cache_prompt", &r->sp.cache_prompt, e)) return false;
+
+    /* tokenized once: to route the request to the slot that caches most of it, and to
+     * check that it leaves room in the context */
     int32_t nt = 0;
     int rc = bt_provider_tokenize(srv->slots[0].provider, r->prompt, strlen(r->prompt),
-                                  r->sp.add_special, r->sp.parse_special, &toks, &nt);
-    free(toks);
+                                  r->sp.add_special, r->sp.parse_special, &r->toks, &nt);
     if (rc != BT_OK) return fail(e, chat ? "messages" : "prompt", "%s", bt_last_error());
     if (nt >= srv->n_ctx)
         return fail(e, chat ? "messages" : "prompt",
@@ -671,7 +719,11 @@ static void add_usage(cJSON *root, const request *r) {
     cJSON_AddNumberToObject(u, "prompt_tokens", r->st.n_prompt);
     cJSON_AddNumberToObject(u, "completion_tokens", (double)r->st.n_released);
     cJSON_AddNumberToObject(u, "total_tokens", (double)(r->st.n_prompt + r->st.n_released));
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", r->st.n_prompt_cached);
     cJSON *b = cJSON_AddObjectToObject(root, "backtrack");
+    cJSON_AddNumberToObject(b, "slot", r->slot);
+    cJSON_AddNumberToObject(b, "prompt_cached", r->st.n_prompt_cached);
     cJSON_AddNumberToObject(b, "rewinds", (double)r->st.n_rewinds);
     cJSON_AddNumberToObject(b, "discarded_tokens", (double)r->st.n_discarded);
     cJSON_AddNumberToObject(b, "steps", (double)r->st.n_steps);
@@ -1035,7 +1087,6 @@ int serve_main(int argc, char **argv) {
     const char *base = strrchr(srv.args.model, '/');
     snprintf(srv.model_id, sizeof srv.model_id, "%s", base ? base + 1 : srv.args.model);
     pthread_mutex_init(&srv.mu, NULL);
-    pthread_cond_init(&srv.cv, NULL);
     srv.slots = calloc((size_t)srv.n_slots, sizeof *srv.slots);
     int status = 1;
     int started = 0;
@@ -1046,6 +1097,7 @@ int serve_main(int argc, char **argv) {
         sl->srv = &srv;
         sl->index = i;
         sl->provider = bt_llama_pool_provider(srv.pool, i);
+        pthread_cond_init(&sl->cv, NULL);
         if (srv.args.n_specs > 0 &&
             cli_build_strategy(&srv.args, sl->provider, &sl->fallback, err, sizeof err) != BT_OK) {
             fprintf(stderr, "backtrack serve: error: %s\n", err);
@@ -1084,7 +1136,7 @@ done:
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
     }
-    pthread_cond_broadcast(&srv.cv);
+    for (int i = 0; i < started; i++) pthread_cond_signal(&srv.slots[i].cv);
     pthread_mutex_unlock(&srv.mu);
     for (int i = 0; i < started; i++) pthread_join(srv.slots[i].thread, NULL);
     while (srv.head) {
@@ -1092,7 +1144,10 @@ done:
         srv.head = r->next;
         request_unref(r);
     }
-    for (int i = 0; srv.slots && i < srv.n_slots; i++) bt_strategy_free(srv.slots[i].fallback);
+    for (int i = 0; srv.slots && i < srv.n_slots; i++) {
+        bt_strategy_free(srv.slots[i].fallback);
+        if (srv.slots[i].srv) pthread_cond_destroy(&srv.slots[i].cv);
+    }
     free(srv.slots);
     bt_llama_pool_free(srv.pool);
     cli_args_free(&srv.args);
