@@ -3,8 +3,10 @@
  * tokenizer, for benchmarks: its text is noise, its cost per token is that of a real
  * model of the same shape.
  *
- *   make_model VOCAB.gguf OUT.gguf 100m|1b
+ *   make_model VOCAB.gguf OUT.gguf 100m|1b [f16|q8_0]
  *
+ * The weight matrices are F16 (default) or Q8_0 (what most people run: 8-bit blocks of 32
+ * with a scale, as llama-quantize writes them); norms stay F32.
  * VOCAB.gguf is a vocabulary-only GGUF from the llama.cpp source tree (for example
  * models/ggml-vocab-llama-bpe.gguf: Llama 3's 128,256 tokens); all its tokenizer.* keys
  * are copied. Weights ~ U(-0.05, 0.05), norms 1. Written in a stream: no model-sized
@@ -42,8 +44,14 @@ typedef struct tensor_spec {
 } tensor_spec;
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: make_model VOCAB.gguf OUT.gguf 100m|1b\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: make_model VOCAB.gguf OUT.gguf 100m|1b [f16|q8_0]\n");
+        return 2;
+    }
+    enum ggml_type wtype = GGML_TYPE_F16;
+    if (argc == 5 && strcmp(argv[4], "q8_0") == 0) wtype = GGML_TYPE_Q8_0;
+    else if (argc == 5 && strcmp(argv[4], "f16") != 0) {
+        fprintf(stderr, "make_model: unknown weight type '%s' (f16 or q8_0)\n", argv[4]);
         return 2;
     }
     const shape *sh = NULL;
@@ -71,7 +79,7 @@ int main(int argc, char **argv) {
     gguf_set_kv(out, voc);
     gguf_set_val_str(out, "general.architecture", "llama");
     gguf_set_val_str(out, "general.name", "backtrack-bench-random");
-    gguf_set_val_u32(out, "general.file_type", 1); /* mostly F16 */
+    gguf_set_val_u32(out, "general.file_type", wtype == GGML_TYPE_Q8_0 ? 7 : 1); /* mostly Q8_0 / F16 */
     gguf_set_val_u32(out, "llama.context_length", 4096);
     gguf_set_val_u32(out, "llama.embedding_length", (uint32_t)sh->n_embd);
     gguf_set_val_u32(out, "llama.block_count", (uint32_t)sh->n_layer);
@@ -110,7 +118,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_t; i++) {
         struct ggml_tensor *t = ts[i].ne1 == 1 && ts[i].is_norm
             ? ggml_new_tensor_1d(gctx, GGML_TYPE_F32, ts[i].ne0)
-            : ggml_new_tensor_2d(gctx, GGML_TYPE_F16, ts[i].ne0, ts[i].ne1);
+            : ggml_new_tensor_2d(gctx, wtype, ts[i].ne0, ts[i].ne1);
         ggml_set_name(t, ts[i].name);
         gguf_add_tensor(out, t);
         params += ts[i].ne0 * ts[i].ne1;
@@ -125,15 +133,23 @@ int main(int argc, char **argv) {
     size_t align = gguf_get_alignment(out), chunk = 1 << 20;
     float *buf32 = malloc(chunk * sizeof *buf32);
     ggml_fp16_t *buf16 = malloc(chunk * sizeof *buf16);
+    void *bufq = malloc(ggml_row_size(GGML_TYPE_Q8_0, (int64_t)chunk));
     for (int i = 0; i < n_t; i++) {
         int64_t n = ts[i].ne0 * ts[i].ne1;
         size_t bytes = 0;
+        /* whole rows per chunk: Q8_0 quantizes row by row */
+        size_t step = chunk - chunk % (size_t)ts[i].ne0;
         for (int64_t done = 0; done < n;) {
-            size_t m = (size_t)(n - done) < chunk ? (size_t)(n - done) : chunk;
+            size_t m = (size_t)(n - done) < step ? (size_t)(n - done) : step;
             for (size_t k = 0; k < m; k++) buf32[k] = ts[i].is_norm ? 1.0f : uniform();
             if (ts[i].is_norm) {
                 fwrite(buf32, sizeof *buf32, m, f);
                 bytes += m * sizeof *buf32;
+            } else if (wtype == GGML_TYPE_Q8_0) {
+                int64_t rows = (int64_t)m / ts[i].ne0;
+                size_t qb = ggml_quantize_chunk(GGML_TYPE_Q8_0, buf32, bufq, 0, rows, ts[i].ne0, NULL);
+                fwrite(bufq, 1, qb, f);
+                bytes += qb;
             } else {
                 ggml_fp32_to_fp16_row(buf32, buf16, (int64_t)m);
                 fwrite(buf16, sizeof *buf16, m, f);
@@ -149,10 +165,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "make_model: write error on %s\n", argv[2]);
         return 1;
     }
-    printf("%s: %s, %.0fM parameters, vocabulary %lld (%s)\n", argv[2], sh->name, params / 1e6,
-           (long long)n_vocab, argv[1]);
+    printf("%s: %s, %.0fM parameters, %s, vocabulary %lld (%s)\n", argv[2], sh->name, params / 1e6,
+           ggml_type_name(wtype), (long long)n_vocab, argv[1]);
     free(buf32);
     free(buf16);
+    free(bufq);
     free(ts);
     ggml_free(gctx);
     gguf_free(out);

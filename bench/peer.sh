@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# bench/peer.sh: `backtrack serve` against llama-server itself (built from the bundled
+# llama.cpp source by bench/build-peer.sh, with the same prebuilt CPU kernels), on the
+# same model file, same slots and per-slot context, one server after the other. Prints
+# Markdown (bench/run.sh appends it to BENCHMARKS.md when BT_BENCH_PEER=1).
+#   - chat turns: time to first token of turn 1 (cold) and turn 2 (history + reply + one
+#     message) of a 1,500-token conversation; prompt positions evaluated in turn 2;
+#   - aggregate completion tokens/s, 8 clients, --parallel 8: no strategy, and (backtrack)
+#     AntiSlop with the 50,046-phrase list on every request.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash bench/build-peer.sh
+peer=.deps/llama-server-v0.4.0/bin/llama-server
+out=bench/out
+model=$out/bench-100m-q8.gguf
+vocab=.deps/llama.cpp-v0.4.0/src/models/ggml-vocab-llama-bpe.gguf
+slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
+[ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
+slots=8
+ctx=2048
+threads=$(nproc)
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; pids=(); }
+trap cleanup EXIT
+
+# serve NAME ARGS...: start a server on a fresh port, wait for /health; sets $url
+serve() {
+    local name=$1
+    shift
+    local port=$((30000 + RANDOM % 20000))
+    if [ "$name" = llama-server ]; then
+        "$peer" -m "$model" --port "$port" -np "$slots" -c $((slots * ctx)) -t "$threads" \
+            --chat-template chatml --no-webui "$@" >/dev/null 2>&1 &
+    else
+        build/backtrack serve -m "$model" --port "$port" --parallel "$slots" -c "$ctx" \
+            -t "$threads" --chat-template chatml "$@" 2>/dev/null &
+    fi
+    pids+=($!)
+    url="http://127.0.0.1:$port"
+    for _ in $(seq 1 600); do
+        curl -sf "$url/health" 2>/dev/null | grep -q '"ok"' && return 0
+        sleep 0.1
+    done
+    echo "$name did not start" >&2
+    return 1
+}
+
+echo "Model: \`$model\` (random weights, 109M parameters, Q8_0, Llama 3's tokenizer), $slots slots"
+echo "of $ctx tokens each (llama-server: \`-np $slots -c $((slots * ctx))\`), $threads threads, chatml template,"
+echo "temperature 1, top_k 40, top_p 0.95, min_p 0.05 on both. llama-server: v0.4.0 built by"
+echo "\`bench/build-peer.sh\` with the prebuilt CPU kernels backtrack uses."
+echo
+echo '```'
+echo "bash bench/peer.sh"
+echo "node bench/bench_peer.mjs URL LABEL turns|load"
+echo '```'
+echo
+echo "### Chat turns (1,500-token history; median of 8 conversations)"
+echo
+echo "| server | turn 2 prompt tokens | turn 1 time to first token, ms | turn 2 time to first token, ms | turn 2 prompt positions evaluated |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+serve llama-server
+node bench/bench_peer.mjs "$url" "llama-server" turns
+cleanup
+serve backtrack
+node bench/bench_peer.mjs "$url" "backtrack serve" turns
+cleanup
+echo
+echo "### Aggregate throughput (8 clients, 48 chat requests of 64 tokens)"
+echo
+echo "| server | requests | clients | max_tokens | completion tokens/s | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+serve llama-server
+node bench/bench_peer.mjs "$url" "llama-server" load
+cleanup
+serve backtrack
+node bench/bench_peer.mjs "$url" "backtrack serve, no strategy" load
+cleanup
+if [ -f "$slop" ]; then
+    serve backtrack -s antislop --slop-file "$slop"
+    node bench/bench_peer.mjs "$url" "backtrack serve, AntiSlop, 50,046 phrases" load
+    cleanup
+fi
