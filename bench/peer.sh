@@ -68,7 +68,7 @@ serve backtrack
 node bench/bench_peer.mjs "$url" "backtrack serve" turns
 cleanup
 echo
-echo "### Aggregate throughput (8 clients, 48 chat requests of 64 tokens)"
+echo "### Aggregate throughput (8 clients, 48 completion requests of 64 tokens)"
 echo
 echo "| server | requests | clients | max_tokens | completion tokens/s | errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
