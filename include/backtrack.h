@@ -220,7 +220,8 @@ void bt_provider_reset(bt_provider *p);
 /* The number of leading tokens of toks[0..n) the provider still holds from the last
  * generation: what the next generation on that prompt takes from the cache (at most
  * n - 1: the prompt's last token is always evaluated). 0 for a provider without reuse.
- * Read-only; use it to route a prompt to the provider that holds most of it. */
+ * Read-only; use it to route a prompt to the provider that holds most of it, never while
+ * a generation runs on that provider. */
 int32_t bt_provider_cached_prefix(const bt_provider *p, const bt_token *toks, int32_t n);
 
 /* Tokenize into a new array (*out owned by the caller, free() it). add_special and
@@ -338,7 +339,7 @@ typedef struct bt_sampler_params {
     uint64_t seed;           /* BT_SEED_RANDOM: from the clock (reported in the stats)    */
     int32_t  max_new_tokens; /* 256; the continuation never grows longer; 0: no limit    */
     int32_t  max_length;     /* 0 (n_ctx); prompt + continuation never grows longer      */
-    int64_t  max_steps;      /* 0: 8 * max_new_tokens + 64 (8 * n_ctx without max_new);
+    int64_t  max_steps;      /* 0: 8 * min(max_new_tokens, room in n_ctx) + 64;
                                 hard cap on draws, so no strategy can loop for ever      */
     bool     add_special;    /* true: add BOS etc. as the model's metadata asks          */
     bool     parse_special;  /* true: "<|im_start|>"-style text in the prompt is special */
@@ -346,7 +347,11 @@ typedef struct bt_sampler_params {
                                 generation: only the tokens after the longest common
                                 prefix of that sequence and the new prompt are evaluated
                                 (stats: n_prompt_cached). false: start cold, and leave
-                                nothing behind for the next generation                */
+                                nothing behind for the next generation. Note: llama.cpp's
+                                kernels are not batch-invariant (logits differ by ~1e-3
+                                when a prefix was computed in other batch shapes), so a
+                                sampled text can, rarely, differ from a cold run's with
+                                the same seed; set false where bytes must repeat      */
 } bt_sampler_params;
 
 bt_sampler_params bt_sampler_default_params(void);
@@ -372,8 +377,6 @@ typedef struct bt_stats {
     int64_t  n_steps;              /* draws                                             */
     int64_t  n_evaluated;          /* positions the model evaluated (prompt included)  */
     int64_t  n_eval_calls;         /* provider eval calls that ran the model            */
-    int32_t  n_prompt_cached;      /* prompt tokens taken from the provider's cache
-                                      (the previous generation's), not evaluated       */
     int64_t  n_prompt_reevaluated; /* prompt positions evaluated twice within this
                                       generation (always 0)                            */
     int64_t  n_dead_ends;          /* steps where strategies left no candidate: the
@@ -382,6 +385,8 @@ typedef struct bt_stats {
     uint64_t seed;                 /* the seed actually used                            */
     double   t_prompt_ms;          /* time to evaluate the prompt                       */
     double   t_total_ms;           /* wall time of the whole generation                 */
+    int32_t  n_prompt_cached;      /* prompt tokens taken from the provider's cache
+                                      (the previous generation's), not evaluated       */
 } bt_stats;
 
 /* Called for every released token, in order. `text` holds the bytes that became
@@ -398,6 +403,12 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
 
 /* Free the sampler (not the provider or strategy). NULL is a no-op. */
 void bt_sampler_free(bt_sampler *s);
+
+/* Ask the generation running on s (or, if none runs, the next one) to end at its next
+ * step, as if the release callback had returned non-zero (stop_reason BT_STOP_CALLER):
+ * even when a strategy holds all text back and no callback comes. The only function
+ * that may be called from another thread while s generates. */
+void bt_sampler_cancel(bt_sampler *s);
 
 /* Generate from a UTF-8 prompt. `on_release` may be NULL. `stats` may be NULL; it is
  * filled even on failure. Returns BT_OK when the generation ended normally (including
@@ -426,9 +437,10 @@ typedef struct bt_llama_params {
     int32_t     logits_window; /* 32: logits kept for the last positions, so a rewind of
                                   up to this many tokens costs no model evaluation; a
                                   deeper rewind re-decodes one token. 0: always re-decode.
-                                  Memory: max(window, 1) x vocabulary floats per sequence
-                                  (the logits handed out are always the provider's own
-                                  copy, never llama.cpp's buffer)                        */
+                                  Memory: (max(window, 1) + 1) x vocabulary floats per
+                                  sequence (the ring, and the prompt end's logits; the
+                                  logits handed out are always the provider's own copy,
+                                  never llama.cpp's buffer)                              */
     bool        verbose;       /* false: llama.cpp's own log is silent                    */
     const char *backend_dir;   /* NULL: $BT_GGML_BACKEND_DIR, else the folder libllama was
                                   loaded from (the ggml CPU backends sit beside it)       */

@@ -7,6 +7,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@ struct bt_sampler {
     char             *textbuf;   /* release text: 3 * (longest token + 3) bytes  */
     size_t            max_token_len;
     bt__rng           rng;
+    atomic_bool       cancel;    /* bt_sampler_cancel, from any thread */
 };
 
 /* ==== Random numbers: xoshiro256** seeded by splitmix64 ================== */
@@ -102,6 +104,7 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
         bt__fail(BT_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    atomic_init(&s->cancel, false);
     s->provider = provider;
     s->strategy = strategy;
     s->params = p;
@@ -122,6 +125,10 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
         return NULL;
     }
     return s;
+}
+
+void bt_sampler_cancel(bt_sampler *s) {
+    if (s) atomic_store_explicit(&s->cancel, true, memory_order_relaxed);
 }
 
 void bt_sampler_free(bt_sampler *s) {
@@ -183,8 +190,9 @@ static void release_all(gen *g, int reason) {
         size_t w = bt__utf8_flush(&g->utf8, g->s->textbuf);
         g->on_release(g->user, -1, g->s->textbuf, w);
     }
-    /* the caller stopping during this last release is what ended its text */
-    if (g->stopped_by_caller) g->st->stop_reason = BT_STOP_CALLER;
+    /* the caller stopping during this last release is what ended its text (an error
+     * stays the reason: the return code tells it) */
+    if (g->stopped_by_caller && reason != BT_STOP_ERROR) g->st->stop_reason = BT_STOP_CALLER;
 }
 
 /* Ask the provider for the logits after the current sequence; count what it cost. */
@@ -287,8 +295,11 @@ static int run(gen *g) {
     int32_t max_total = g->n_prompt + g->view.max_tokens;
     if (P->max_length > 0 && P->max_length < max_total) max_total = P->max_length;
     int64_t max_steps = P->max_steps;
-    if (max_steps == 0)
-        max_steps = 8 * (int64_t)(P->max_new_tokens > 0 ? P->max_new_tokens : g->view.max_tokens) + 64;
+    if (max_steps == 0) { /* 8 draws per token the text can hold, whatever max_new_tokens says */
+        int32_t room = g->view.max_tokens;
+        if (P->max_new_tokens > 0 && P->max_new_tokens < room) room = P->max_new_tokens;
+        max_steps = 8 * (int64_t)room + 64;
+    }
 
     for (;;) {
         int32_t total = g->n_prompt + g->n_cont;
@@ -298,6 +309,13 @@ static int run(gen *g) {
         }
         if (total >= max_total) {
             release_all(g, BT_STOP_MAX_LENGTH);
+            return BT_OK;
+        }
+        /* a cancel from another thread is consumed by the generation it stops */
+        if (atomic_load_explicit(&s->cancel, memory_order_relaxed) &&
+            atomic_exchange_explicit(&s->cancel, false, memory_order_relaxed)) {
+            g->stopped_by_caller = true;
+            g->st->stop_reason = BT_STOP_CALLER;
             return BT_OK;
         }
         if (g->st->n_steps >= max_steps) {
@@ -385,36 +403,40 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
                        .n_vocab = s->n_vocab, .provider = prov};
     refresh_view(&g);
 
-    /* Start on the longest common prefix of what the provider still holds and the
-     * prompt (its last token is always evaluated, for its logits), or cold. */
+    /* The strategy first: if it cannot start, the provider and its cache are untouched. */
     int rc = BT_OK;
-    bool reuse = s->params.cache_prompt && prov->iface->held && prov->iface->begin &&
-                 prov->iface->end;
-    if (reuse) {
-        int32_t keep = prov->iface->begin(prov->ctx, bt_provider_cached_prefix(prov, prompt, n_prompt));
-        if (keep < 0) {
-            st->stop_reason = BT_STOP_ERROR;
-            free(g.seq);
-            bt_provider_reset(prov);
-            return keep;
-        }
-        st->n_prompt_cached = keep;
-    } else {
-        bt_provider_reset(prov);
-    }
     bt_strategy *strat = s->strategy;
     if (strat && strat->iface->begin && (rc = strat->iface->begin(strat, &g.view)) != BT_OK) {
         if (bt_last_error()[0] == 0) bt__fail(rc, "strategy %s failed to start", strat->iface->name);
         st->stop_reason = BT_STOP_ERROR;
+        if (strat->iface->reset) strat->iface->reset(strat);
+        free(g.seq);
+        st->t_total_ms = bt__now_ms() - t0;
+        return rc;
+    }
+    /* Start on the longest common prefix of what the provider still holds and the
+     * prompt (its last token is always evaluated, for its logits), or cold. */
+    bool reuse = s->params.cache_prompt && prov->iface->held && prov->iface->begin &&
+                 prov->iface->end;
+    if (reuse) {
+        int32_t want = bt_provider_cached_prefix(prov, prompt, n_prompt);
+        int32_t keep = prov->iface->begin(prov->ctx, want);
+        if (keep > want) keep = bt__fail(BT_ERR_PROVIDER, "provider %s kept %d positions, %d asked",
+                                         prov->iface->name, keep, want);
+        if (keep < 0) rc = keep;
+        else st->n_prompt_cached = keep;
     } else {
+        bt_provider_reset(prov);
+    }
+    if (rc == BT_OK) {
         /* Evaluate the prompt once, up front, so its cost is measured on its own. */
         const float *raw;
         double tp = bt__now_ms();
         rc = eval(&g, &raw);
         st->t_prompt_ms = bt__now_ms() - tp;
         if (rc == BT_OK) rc = run(&g);
-        else st->stop_reason = BT_STOP_ERROR;
     }
+    if (rc != BT_OK && st->stop_reason == BT_STOP_NONE) st->stop_reason = BT_STOP_ERROR;
     if (strat && strat->iface->reset) strat->iface->reset(strat);
     /* Keep the sequence for the next generation's reuse, unless it may be inconsistent
      * (an error mid-way) or reuse is off. A stop by the caller leaves it consistent. */

@@ -458,6 +458,35 @@ static int fail_begin(bt_strategy *s, const bt_view *v) {
 }
 static const bt_strategy_i fail_iface = {.name = "fails", .begin = fail_begin};
 
+/* A provider that forwards to another and fails its eval after `fail_after` calls. */
+typedef struct flaky {
+    bt_provider *inner;
+    int          fail_after, calls;
+} flaky;
+#define FWD(f) (((flaky *)ctx)->inner->iface->f)
+#define IN(ctx) (((flaky *)ctx)->inner->ctx)
+static int32_t fk_nv(void *ctx) { return FWD(n_vocab)(IN(ctx)); }
+static int32_t fk_ctx(void *ctx) { return FWD(n_ctx)(IN(ctx)); }
+static int fk_tok(void *ctx, const char *t, size_t l, bool a, bool b, bt_token *o, int32_t c, int32_t *n) {
+    return FWD(tokenize)(IN(ctx), t, l, a, b, o, c, n);
+}
+static int fk_text(void *ctx, bt_token id, const char **b, size_t *l) { return FWD(token_text)(IN(ctx), id, b, l); }
+static bool fk_eog(void *ctx, bt_token id) { return FWD(is_eog)(IN(ctx), id); }
+static int fk_eval(void *ctx, const bt_token *seq, int32_t n, const float **l, bt_eval_info *i) {
+    if (++((flaky *)ctx)->calls > ((flaky *)ctx)->fail_after) return BT_ERR_PROVIDER;
+    return FWD(eval)(IN(ctx), seq, n, l, i);
+}
+static int fk_rewind(void *ctx, int32_t n) { return FWD(rewind)(IN(ctx), n); }
+static void fk_reset(void *ctx) { FWD(reset)(IN(ctx)); }
+static int32_t fk_held(void *ctx, const bt_token **t) { return FWD(held)(IN(ctx), t); }
+static int32_t fk_begin(void *ctx, int32_t keep) { return FWD(begin)(IN(ctx), keep); }
+static void fk_end(void *ctx) { FWD(end)(IN(ctx)); }
+static const bt_provider_i flaky_iface = {
+    .name = "flaky", .n_vocab = fk_nv, .n_ctx = fk_ctx, .tokenize = fk_tok, .token_text = fk_text,
+    .is_eog = fk_eog, .eval = fk_eval, .rewind = fk_rewind, .reset = fk_reset, .held = fk_held,
+    .begin = fk_begin, .end = fk_end,
+};
+
 /* Three turns of a growing conversation on one sampler: each turn's prompt is the last
  * prompt, the text released for it and a new message. Only the tokens after what the
  * provider still holds are evaluated, and the text equals a cold run's. */
@@ -512,15 +541,26 @@ static void test_prompt_reuse(void) {
     CHECK_EQ_INT(after.st.n_prompt_cached, n + 1);
     CHECK_STR(after.k.text, after_cold.k.text);
 
-    /* a failed generation leaves nothing behind: the next one starts cold */
+    /* a strategy that cannot start leaves the provider and its cache untouched */
     bt_strategy *bad = bt_strategy_init(&fail_iface, NULL);
     sp.cache_prompt = true;
     bt_sampler *failing = bt_sampler_init(warm_p, bad, &sp);
     CHECK_EQ_INT(bt_generate_tokens(failing, conv, n, collect, &(sink){0}, NULL), BT_ERR_STRATEGY);
+    CHECK(bt_provider_cached_prefix(warm_p, conv, n) > 0);
+
+    /* a generation that fails mid-way leaves nothing behind: the next one starts cold and
+     * gives the cold text */
+    flaky fl = {.inner = warm_p, .fail_after = 2};
+    bt_provider *fp = bt_provider_init(&flaky_iface, &fl);
+    bt_sampler *mid = bt_sampler_init(fp, NULL, &sp);
+    CHECK_EQ_INT(bt_generate_tokens(mid, conv, n, collect, &(sink){0}, NULL), BT_ERR_PROVIDER);
+    CHECK_EQ_INT(bt_provider_cached_prefix(warm_p, conv, n), 0);
     turn_out fresh = {0};
     CHECK_EQ_INT(bt_generate_tokens(warm, conv, n, collect, &fresh.k, &fresh.st), BT_OK);
     CHECK_EQ_INT(fresh.st.n_prompt_cached, 0);
     CHECK_STR(fresh.k.text, again.k.text);
+    bt_sampler_free(mid);
+    bt_provider_free(fp);
 
     /* bt_provider_reset drops the cache explicitly; cache_prompt false leaves none */
     bt_provider_reset(warm_p);
@@ -533,6 +573,55 @@ static void test_prompt_reuse(void) {
     bt_sampler_free(cold);
     bt_provider_free(warm_p);
     bt_provider_free(cold_p);
+}
+
+/* bt_sampler_cancel: the generation ends at its next step even though the strategy holds
+ * every token back (no release callback comes); a cancel with nothing running stops the
+ * next generation at once; the flag is consumed. */
+static bt_sampler *g_cancel_target;
+static int32_t g_cancel_at;
+static void cancel_on_next(bt_strategy *s, const bt_view *v, const bt_candidates *c) {
+    (void)s, (void)c;
+    if (v->n_tokens == g_cancel_at) bt_sampler_cancel(g_cancel_target);
+}
+static int32_t hold_all(bt_strategy *s, const bt_view *v) {
+    (void)s, (void)v;
+    return 0;
+}
+static const bt_strategy_i canceller_iface = {.name = "canceller", .on_next_token = cancel_on_next,
+                                              .keep_index = hold_all};
+
+static void test_cancel(void) {
+    const bt_token script[] = {1, 2, 3, 4, 1, 2, 3, 4};
+    model m = {script, 8, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    bt_strategy *str = bt_strategy_init(&canceller_iface, NULL);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 8;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    g_cancel_target = s;
+    g_cancel_at = 3;
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_CALLER);
+    CHECK_EQ_INT(st.n_steps, 3);
+    CHECK_EQ_INT(k.n, 0);
+    CHECK_EQ_INT(st.n_released, 0);
+    g_cancel_at = -1; /* consumed: the next generation runs to its end */
+    sink k2 = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k2, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_MAX_NEW_TOKENS);
+    CHECK_EQ_INT(k2.n, 8);
+    bt_sampler_cancel(s); /* nothing runs: the next generation stops before its first draw */
+    sink k3 = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k3, &st), BT_OK);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_CALLER);
+    CHECK_EQ_INT(st.n_steps, 0);
+    bt_sampler_cancel(NULL); /* NULL-safe */
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
 }
 
 static void test_caller_stop_and_clamp(void) {
@@ -614,5 +703,6 @@ int main(void) {
     RUN(test_caller_stop_and_clamp);
     RUN(test_chain_precedence);
     RUN(test_prompt_reuse);
+    RUN(test_cancel);
     TEST_MAIN_END();
 }

@@ -136,6 +136,34 @@ if [ -d "$here/server/node_modules/openai" ]; then
     grep -E "✔|✖|tests |pass |fail " "$tmp/reuse.log" | sed 's/^/  /'
     grep -q "✖" "$tmp/reuse.log" && sed -n '/✖/,+20p' "$tmp/reuse.log" | head -60 >&2
 fi
+# SIGTERM under load: one slot busy with a generation whose strategy holds all its text
+# back (no release, so only the sampler's cancel can stop it), three more queued: the server
+# exits 0 at once and every client gets an answer (503), none is left hanging
+p5=$((port + 4))
+start "$p5" --parallel 1 -c 4096 || exit 1
+hold='{"prompt":"Once upon a time","max_tokens":-1,"strategies":[{"name":"antislop","slops":["zzqx"],"keep_index_buffer":100000}]}'
+for i in 1 2 3 4; do
+    curl -s -o "$tmp/term$i.json" -w '%{http_code}' "${J[@]}" -d "$hold" "http://127.0.0.1:$p5/v1/completions" >"$tmp/term$i.code" &
+    others+=($!)
+done
+for _ in $(seq 1 100); do
+    curl -s "http://127.0.0.1:$p5/health" | grep -q '"queued":3' && break
+    sleep 0.05
+done
+spid=${pids[${#pids[@]}-1]}
+t0=$(date +%s%N)
+kill -TERM "$spid"
+wait "$spid"
+rc=$?
+ms=$((($(date +%s%N) - t0) / 1000000))
+for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
+others=()
+unset 'pids[${#pids[@]}-1]'
+codes=$(cat "$tmp"/term*.code | tr -d '\n')
+# a hang would take the whole generation (4,000 tokens under a strategy): seconds at least
+if [ "$rc" -eq 0 ] && [ "$codes" = "503503503503" ] && [ "$ms" -lt 3000 ]; then ok
+else bad "SIGTERM under load: exit $rc after $ms ms, answers $codes"; fi
+
 # a clean shutdown: SIGTERM, exit 0, and no sanitizer report (when built with them)
 for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
 others=()

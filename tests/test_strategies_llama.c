@@ -83,7 +83,8 @@ static void test_full_slop_list(void) {
     double load_ms = bt__now_ms() - t0;
     bt_phrase_list_free(l);
     CHECK(s != NULL);
-    CHECK(load_ms < 1000);
+    /* timing is the benchmark's business (bench_antislop): under sanitizers and a loaded
+     * machine a bound here only flakes */
     fprintf(stderr, "  50,046 phrases loaded and compiled in %.0f ms\n", load_ms);
     bt_provider *p = load();
     bt_sampler_params sp = bt_sampler_default_params();

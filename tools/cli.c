@@ -537,8 +537,8 @@ void cli_server_usage(FILE *f) {
         "Sampling defaults (--temp, --top-k, --top-p, --min-p, -n, --seed) apply when a request\n"
         "omits them. Each slot keeps its last conversation in its cache: a request goes to the\n"
         "free slot whose cache holds more than --slot-prompt-similarity of its prompt (the\n"
-        "longest such prefix), else to the least recently used, and only the rest of its\n"
-        "prompt is evaluated (\"cache_prompt\": false, or --no-cache-prompt, turns that off).\n"
+        "longest such prefix; 0: off), else to the least recently used, and only the rest of\n"
+        "its prompt is evaluated (\"cache_prompt\": false, or --no-cache-prompt, turns that off).\n"
         "See README.md, \"The server\".\n");
 }
 

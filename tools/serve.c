@@ -53,6 +53,8 @@ struct request {
     size_t     visible;    /* bytes that can be sent (no possible stop-string prefix) */
     size_t     sent;       /* streaming: bytes already sent */
     bool       stop_hit, done, cancelled, started;
+    bt_sampler *smp;       /* while generating: for cancel() */
+    bool       shutdown;   /* cancelled because the server stops */
     int        rc;
     char       errmsg[256];
     bt_stats   st;
@@ -91,6 +93,7 @@ struct server {
     int             n_waiting, n_running;
     bool            stop;
     long long       n_served, n_cancelled, clock;
+    int             n_conns;   /* connections between their first call and their end */
 };
 
 static request *request_new(void) {
@@ -121,6 +124,13 @@ static void request_unref(request *r) {
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
+}
+
+/* Cancel a request: it is skipped if not started, and a running generation ends at its
+ * next step even when its strategy holds all text back. Caller holds r->mu. */
+static void cancel_locked(request *r) {
+    r->cancelled = true;
+    if (r->smp) bt_sampler_cancel(r->smp);
 }
 
 /* ==== Released text, stop strings ============================================ */
@@ -191,14 +201,16 @@ static int on_release(void *user, bt_token id, const char *text, size_t len) {
 static int pick_slot(server *srv, const request *r) {
     int best = -1;
     int32_t best_len = 0;
-    /* a slot counts as similar above the threshold only, so that a new conversation that
-     * shares a system prompt with a cached one does not evict it while another is free */
+    /* a slot counts as similar only above the threshold (strictly, as llama-server), so
+     * that a new conversation sharing a system prompt with a cached one does not evict it
+     * while another slot is free; a threshold of 0 turns similarity off (LRU only) */
     double min_len = (double)srv->args.slot_similarity * r->n_prompt;
+    bool similar = r->sp.cache_prompt && srv->args.slot_similarity > 0.0f;
     for (int i = 0; i < srv->n_slots; i++) {
         slot *sl = &srv->slots[i];
         if (sl->req) continue;
-        int32_t len = r->sp.cache_prompt ? bt_provider_cached_prefix(sl->provider, r->toks, r->n_prompt) : 0;
-        if (len < min_len || len == 0) len = 0;
+        int32_t len = similar ? bt_provider_cached_prefix(sl->provider, r->toks, r->n_prompt) : 0;
+        if (len <= min_len) len = 0;
         if (best < 0 || len > best_len ||
             (len == best_len && sl->last_used < srv->slots[best].last_used)) {
             best = i;
@@ -210,7 +222,7 @@ static int pick_slot(server *srv, const request *r) {
 
 /* Hand queued requests to idle slots, oldest request first. Caller holds srv->mu. */
 static void dispatch(server *srv) {
-    while (srv->head) {
+    while (srv->head && !srv->stop) {
         int i = pick_slot(srv, srv->head);
         if (i < 0) return;
         request *r = srv->head;
@@ -236,28 +248,44 @@ static void *worker(void *arg) {
         request *r = sl->req;
         pthread_mutex_unlock(&srv->mu);
 
-        pthread_mutex_lock(&r->mu);
-        bool skip = r->cancelled;
-        r->started = true;
-        r->slot = sl->index;
-        pthread_mutex_unlock(&r->mu);
         int rc = BT_OK;
         bt_stats st;
         memset(&st, 0, sizeof st);
         char err[256] = "";
-        if (!skip) {
-            bt_sampler *smp = bt_sampler_init(sl->provider, r->strategy ? r->strategy : sl->fallback, &r->sp);
-            if (!smp) {
-                rc = BT_ERR_INVALID_ARG;
-                snprintf(err, sizeof err, "%s", bt_last_error());
-            } else {
-                rc = bt_generate_tokens(smp, r->toks, r->n_prompt, on_release, r, &st);
-                if (rc != BT_OK) snprintf(err, sizeof err, "%s", bt_last_error());
-                bt_sampler_free(smp);
-            }
+        bt_sampler *smp = bt_sampler_init(sl->provider, r->strategy ? r->strategy : sl->fallback, &r->sp);
+        if (!smp) {
+            rc = BT_ERR_INVALID_ARG;
+            snprintf(err, sizeof err, "%s", bt_last_error());
+        }
+        /* published before the cancelled check: a cancel from now on reaches the sampler */
+        pthread_mutex_lock(&r->mu);
+        bool skip = r->cancelled;
+        r->started = true;
+        r->slot = sl->index;
+        r->smp = smp;
+        pthread_mutex_unlock(&r->mu);
+        if (smp && !skip) {
+            rc = bt_generate_tokens(smp, r->toks, r->n_prompt, on_release, r, &st);
+            if (rc != BT_OK) snprintf(err, sizeof err, "%s", bt_last_error());
         }
         pthread_mutex_lock(&r->mu);
+        r->smp = NULL;
         bool cancelled = r->cancelled;
+        pthread_mutex_unlock(&r->mu);
+        bt_sampler_free(smp);
+
+        /* The slot is free before the client hears the answer: its next turn, sent the
+         * moment this one ends, must find this slot's cache idle. */
+        pthread_mutex_lock(&srv->mu);
+        sl->req = NULL;
+        if (!skip) sl->last_used = ++srv->clock; /* a skipped request left the cache as it was */
+        srv->n_running--;
+        srv->n_served++;
+        srv->n_cancelled += cancelled;
+        dispatch(srv);
+        pthread_mutex_unlock(&srv->mu);
+
+        pthread_mutex_lock(&r->mu);
         r->rc = rc;
         r->st = st;
         snprintf(r->errmsg, sizeof r->errmsg, "%s", err);
@@ -266,15 +294,6 @@ static void *worker(void *arg) {
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         request_unref(r);
-
-        pthread_mutex_lock(&srv->mu);
-        sl->req = NULL;
-        sl->last_used = ++srv->clock;
-        srv->n_running--;
-        srv->n_served++;
-        srv->n_cancelled += cancelled;
-        dispatch(srv);
-        pthread_mutex_unlock(&srv->mu);
     }
 }
 
@@ -354,7 +373,7 @@ static bool get_num(const cJSON *obj, const char *key, double lo, double hi, boo
     if (!cJSON_IsNumber(it)) return fail(e, key, "'%s' must be a number", key);
     double v = it->valuedouble;
     if (!isfinite(v) || v < lo || v > hi || (integer && v != floor(v)))
-        return fail(e, key, "'%s' must be %s in [%g, %g]", key, integer ? "an integer" : "a number", lo, hi);
+        return fail(e, key, "'%s' must be %s in [%.10g, %.10g]", key, integer ? "an integer" : "a number", lo, hi);
     *out = v;
     if (present) *present = true;
     return true;
@@ -672,8 +691,9 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     bool has;
     /* as llama-server: any positive count; the end of the context stops the text
      * ("length") whatever max_tokens says */
-    if (!get_num(b, "max_tokens", 1, INT32_MAX, true, &v, &has, e)) return false;
-    if (has) r->sp.max_new_tokens = (int32_t)v;
+    if (!get_num(b, "max_tokens", -1, INT32_MAX, true, &v, &has, e)) return false;
+    if (has && v == 0) return fail(e, "max_tokens", "'max_tokens' must be >= 1 (or -1: no limit)");
+    if (has) r->sp.max_new_tokens = v < 0 ? 0 : (int32_t)v; /* -1: llama-server's "no limit" */
     if (!get_num(b, "temperature", 0, 1e4, false, &v, &has, e)) return false;
     if (has) r->sp.temperature = (float)v;
     if (!get_num(b, "top_p", 1e-9, 1, false, &v, &has, e)) return false;
@@ -864,7 +884,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
     pthread_mutex_lock(&sc->r->mu);
-    if (!sc->r->done) sc->r->cancelled = true;
+    if (!sc->r->done) cancel_locked(sc->r);
     pthread_mutex_unlock(&sc->r->mu);
     request_unref(sc->r);
     free(sc);
@@ -909,7 +929,7 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
         stream_ctx *sc = malloc(sizeof *sc);
         if (!sc) {
             pthread_mutex_lock(&r->mu);
-            r->cancelled = true;
+            cancel_locked(r);
             pthread_mutex_unlock(&r->mu);
             request_unref(r);
             return MHD_NO;
@@ -928,7 +948,10 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
     while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
     pthread_mutex_unlock(&r->mu);
     enum MHD_Result rc;
-    if (r->rc != BT_OK)
+    if (r->shutdown)
+        rc = send_error(c, 503, "server_shutting_down", NULL,
+                        "the server is shutting down; the request was cancelled");
+    else if (r->rc != BT_OK)
         rc = send_error(c, r->rc == BT_ERR_CONTEXT_FULL ? 400 : 500,
                         r->rc == BT_ERR_CONTEXT_FULL ? "invalid_request_error" : "server_error", NULL,
                         "%s", r->errmsg);
@@ -947,6 +970,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         body *bd = calloc(1, sizeof *bd);
         if (!bd) return MHD_NO;
         *con_cls = bd;
+        pthread_mutex_lock(&srv->mu);
+        srv->n_conns++;
+        pthread_mutex_unlock(&srv->mu);
         return MHD_YES;
     }
     body *bd = *con_cls;
@@ -992,11 +1018,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 
 static void request_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    (void)c, (void)toe;
+    server *srv = cls;
     body *bd = *con_cls;
     if (bd) {
         free(bd->data);
         free(bd);
+        pthread_mutex_lock(&srv->mu);
+        srv->n_conns--;
+        pthread_mutex_unlock(&srv->mu);
     }
     *con_cls = NULL;
 }
@@ -1107,7 +1137,7 @@ int serve_main(int argc, char **argv) {
     for (; started < srv.n_slots; started++)
         if (pthread_create(&srv.slots[started].thread, NULL, worker, &srv.slots[started]) != 0) goto done;
 
-    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+    d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC,
                          (uint16_t)srv.args.port, NULL, NULL, handler, &srv,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
                          MHD_OPTION_NOTIFY_COMPLETED, request_completed, &srv,
@@ -1126,16 +1156,40 @@ int serve_main(int argc, char **argv) {
     fprintf(stderr, "serve: stopping\n");
     status = 0;
 done:
-    if (d) MHD_stop_daemon(d);
+    /* Stop accepting, cancel what waits and what runs (each running generation ends at its
+     * next step), then let the connections finish: their clients get an answer at once. */
+    if (d) {
+        MHD_socket ls = MHD_quiesce_daemon(d);
+        if (ls != MHD_INVALID_SOCKET) close(ls);
+    }
     pthread_mutex_lock(&srv.mu);
     srv.stop = true;
-    /* cancel what still waits */
     for (request *r = srv.head; r; r = r->next) {
         pthread_mutex_lock(&r->mu);
-        r->cancelled = r->done = true;
+        r->cancelled = r->done = r->shutdown = true;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
     }
+    for (int i = 0; i < started; i++)
+        if (srv.slots[i].req) {
+            request *r = srv.slots[i].req;
+            pthread_mutex_lock(&r->mu);
+            cancel_locked(r);
+            r->shutdown = true;
+            pthread_mutex_unlock(&r->mu);
+        }
+    pthread_mutex_unlock(&srv.mu);
+    /* the connections answer their clients (a 503, or a stream's end) and close; give
+     * them a moment before the daemon stops, which drops whatever is still open */
+    for (int waited = 0; d && waited < 200; waited++) {
+        pthread_mutex_lock(&srv.mu);
+        int open = srv.n_conns;
+        pthread_mutex_unlock(&srv.mu);
+        if (open == 0) break;
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    if (d) MHD_stop_daemon(d);
+    pthread_mutex_lock(&srv.mu);
     for (int i = 0; i < started; i++) pthread_cond_signal(&srv.slots[i].cv);
     pthread_mutex_unlock(&srv.mu);
     for (int i = 0; i < started; i++) pthread_join(srv.slots[i].thread, NULL);

@@ -75,8 +75,13 @@ static int sc_eval(void *ctx, const bt_token *seq, int32_t n, const float **logi
         memcpy(s->held + from, seq + from, (size_t)(n - from) * sizeof *seq);
         local.first_pos = from;
         local.n_evaluated = n - from;
-        s->p.logits(s->p.user, seq, n, s->logits, s->p.n_vocab);
         s->n_held = n;
+        s->have_logits = false;
+    }
+    if (!s->have_logits) {
+        /* From what is held, as a KV cache would: a cache that disagrees with the caller's
+         * sequence shows in the logits. */
+        s->p.logits(s->p.user, s->held, n, s->logits, s->p.n_vocab);
         s->have_logits = true;
     }
     if (info) *info = local;
