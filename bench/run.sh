@@ -2,6 +2,10 @@
 # bench/run.sh: build, make the benchmark models, run every benchmark and write
 # BENCHMARKS.md (machine, date, commands, tables). Takes about 10 minutes on 2 cores.
 #   BT_BENCH_1B=0 skips the ~1B-parameter model (2.5 GB file, the slowest part).
+#   BT_BENCH_PEER=1 adds llama-server itself (bench/peer.sh: builds it from the bundled
+#   source once, 15-25 minutes on 2 cores) for prompt reuse and server throughput.
+# Run it on an otherwise idle machine: ggml's threads spin at their barriers, and another
+# busy process makes every figure meaningless (tens of times slower).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -162,5 +166,31 @@ echo "than on a GPU; the server's own overhead (HTTP, JSON, queue) shows in the 
 echo "rows. The load test in \`tests/test_server.sh\` (200 requests from 16 clients through the"
 echo "official OpenAI client, stories260K, \`--parallel 4\`) prints its figures with the tests."
 } >>"$md"
+{
+echo
+echo "## 6. Prompt reuse across turns (C API)"
+echo
+echo "Three \`bt_generate\` turns of a growing conversation on one sampler (each turn's prompt:"
+echo "the last prompt, the text released for it and a new message), with \`cache_prompt\` on"
+echo "(the default) and off. Positions evaluated: prompt tokens minus those taken from the"
+echo "provider's cache."
+echo
+echo '```'
+echo "$B/bench_reuse $out/bench-100m-q8.gguf 1100 32 $cpus"
+echo '```'
+echo
+echo "| cache_prompt | turn | prompt tokens | from the cache | prompt positions evaluated | prompt ms |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+} >>"$md"
+[ -f "$out/bench-100m-q8.gguf" ] || $B/make_model "$vocab" "$out/bench-100m-q8.gguf" 100m q8_0
+e2e $B/bench_reuse "$out/bench-100m-q8.gguf" 1100 32 "$cpus"
+if [ "${BT_BENCH_PEER:-0}" = 1 ]; then
+    {
+    echo
+    echo "## 7. Against llama-server"
+    echo
+    } >>"$md"
+    bash bench/peer.sh | tee -a "$md"
+fi
 mv "$md" BENCHMARKS.md
 echo "wrote BENCHMARKS.md"
