@@ -13,7 +13,7 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev libncurses-dev
-      libmicrohttpd-dev libcjson-dev tmux valgrind clang libclang-rt-14-dev)
+      libmicrohttpd-dev libcjson-dev libutf8proc-dev tmux valgrind clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,10 +1,16 @@
 /*
  * antislop.c -- ban phrases (and regular expressions) without leaving slop behind.
  *
- * After every token: feed its text to the phrase scan (matcher.c) and run the regexes on
- * the unreleased text. On a match, rewind to the token holding the match's first byte and
- * ban that token at that position only (hard), or scale its probability there (soft).
- * Bans live in a pool sized by max_retries_total, so the loop allocates nothing.
+ * After every token: feed its text to the phrase scan (matcher.c: Unicode case folding
+ * with variants on, Unicode word boundaries with whole_word) and run the regexes (PCRE2,
+ * on the original text, never the folded one) on the unreleased text. On a match, rewind
+ * to the token holding the match's first byte and ban that token at that position only
+ * (hard), or scale its probability there (soft). A match that has to be let through
+ * (limits, a soft ban re-chosen) hides nothing: the next match found at the same step is
+ * handled in turn, and a regex match let through is remembered so that it is neither
+ * found again nor holds text back. Bans live in a pool sized by max_retries_total, so the
+ * loop allocates nothing. A rewind, whoever asked for it, drops what belonged to the
+ * removed text (on_rewind).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "matcher.h"
@@ -19,6 +25,12 @@ typedef struct ban {
     float    factor; /* 0: hard ban; in (0,1): soft */
     int32_t  next;   /* next ban at the same position, -1 at the end */
 } ban;
+
+/* A regex match that was let through: found again at every step until released, it is
+ * skipped (and the regex searched again after it). */
+typedef struct let_through {
+    int32_t re, start, end; /* regex index, range in the original text */
+} let_through;
 
 typedef struct antislop {
     bt_antislop_params p;
@@ -40,6 +52,8 @@ typedef struct antislop {
     bool           exhausted;
     /* regex hold-back, valid for the scan length it was computed at */
     int32_t        re_hold, re_hold_len, re_hold_tokens;
+    let_through   *lt;        /* regex matches let through, in the unreleased text */
+    int32_t        n_lt, cap_lt;
     bt_antislop_stats stats;
 } antislop;
 
@@ -80,19 +94,46 @@ static void clear_after(antislop *a, int32_t pos) {
 
 /* ==== Regexes ============================================================ */
 
-/* Run the regexes on the text from byte `from`: the earliest full match (start, end) and
- * the earliest start of a partial match (text that may still become one). */
+/* Forget let-through matches that can no longer be found: starting before `from`
+ * (released) or ending past `len` (a rewind cut into them: what comes there is new text). */
+static void lt_prune(antislop *a, int32_t from, int32_t len) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < a->n_lt; i++)
+        if (a->lt[i].start >= from && a->lt[i].end <= len) a->lt[k++] = a->lt[i];
+    a->n_lt = k;
+}
+
+static bool lt_has(const antislop *a, int32_t re, int32_t start) {
+    for (int32_t i = 0; i < a->n_lt; i++)
+        if (a->lt[i].re == re && a->lt[i].start == start) return true;
+    return false;
+}
+
+/* Run the regexes on the text from byte `from`: the earliest full match (start, end) that
+ * was not let through, and the earliest start of a partial match (text that may still
+ * become one). After a let-through match a regex is searched again from its end. */
 static void regex_scan(antislop *a, int32_t from, bt__match *m, int32_t *hold) {
+    const char *text = bt__scan_text(&a->scan);
     *hold = a->scan.len;
+    lt_prune(a, from, a->scan.len);
     for (int32_t i = 0; i < a->n_re; i++) {
-        int rc = pcre2_match(a->re[i], (PCRE2_SPTR)a->scan.text, (PCRE2_SIZE)a->scan.len,
-                             (PCRE2_SIZE)from, PCRE2_PARTIAL_SOFT, a->md, NULL);
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(a->md);
-        if (rc >= 0 && ov[1] > ov[0]) {
-            int32_t st = (int32_t)ov[0];
-            if (m->pattern < 0 || st < m->start) *m = (bt__match){a->n_pat + i, st, (int32_t)ov[1]};
-        } else if (rc == PCRE2_ERROR_PARTIAL) {
-            if ((int32_t)ov[0] < *hold) *hold = (int32_t)ov[0];
+        PCRE2_SIZE at = (PCRE2_SIZE)from;
+        for (;;) {
+            int rc = pcre2_match(a->re[i], (PCRE2_SPTR)text, (PCRE2_SIZE)a->scan.len,
+                                 at, PCRE2_PARTIAL_SOFT, a->md, NULL);
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(a->md);
+            if (rc >= 0 && ov[1] > ov[0]) {
+                int32_t st = (int32_t)ov[0], en = (int32_t)ov[1];
+                if (lt_has(a, i, st) && ov[1] > at) {
+                    at = ov[1];
+                    continue;
+                }
+                if (m->pattern < 0 || st < m->start)
+                    *m = (bt__match){a->n_pat + i, st, en, st, en};
+            } else if (rc == PCRE2_ERROR_PARTIAL) {
+                if ((int32_t)ov[0] < *hold) *hold = (int32_t)ov[0];
+            }
+            break;
         }
     }
 }
@@ -122,6 +163,15 @@ static int as_begin(bt_strategy *s, const bt_view *v) {
             return bt__fail(BT_ERR_NOMEM, "out of memory");
         }
     }
+    if (a->n_re > 0 && a->cap_lt < v->max_tokens + 1) {
+        free(a->lt);
+        a->cap_lt = v->max_tokens + 1;
+        if (!(a->lt = malloc((size_t)a->cap_lt * sizeof *a->lt))) {
+            a->cap_lt = 0;
+            return bt__fail(BT_ERR_NOMEM, "out of memory");
+        }
+    }
+    a->n_lt = 0;
     for (int32_t i = 0; i < a->max_pos; i++) a->ban_head[i] = -1, a->tries[i] = 0;
     a->top_ban = -1;
     a->n_bans = 0;
@@ -153,19 +203,10 @@ static const char *match_name(const antislop *a, int32_t pattern) {
     return "(regex)";
 }
 
-static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
-    antislop *a = s->ctx;
+/* Act on match m: the number of tokens to rewind, or 0 when it is let through. */
+static int32_t act(antislop *a, const bt_view *v, const bt__match *mp) {
+    bt__match m = *mp;
     int32_t n = v->n_tokens;
-    bt__match m = bt__scan_sync(&a->scan, v, v->at_end);
-    if (a->n_re > 0) {
-        int32_t hold;
-        regex_scan(a, regex_from(a, v), &m, &hold);
-        a->re_hold = hold;
-        a->re_hold_len = a->scan.len;
-        a->re_hold_tokens = a->scan.n_tokens;
-    }
-    if (m.pattern < 0) return 0;
-
     a->stats.matches++;
     int32_t t = bt__scan_token_at(&a->scan, m.start);
     float factor = m.pattern < a->n_pat ? a->pat_factor[m.pattern] : 0.0f;
@@ -208,13 +249,48 @@ static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
     return n - t;
 }
 
+/* Run the regexes and remember their hold-back for keep_index. */
+static void regex_step(antislop *a, int32_t from, bt__match *m) {
+    regex_scan(a, from, m, &a->re_hold);
+    a->re_hold_len = a->scan.len;
+    a->re_hold_tokens = a->scan.n_tokens;
+}
+
+static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
+    antislop *a = s->ctx;
+    bt__match ph = bt__scan_sync(&a->scan, v, v->at_end); /* phrases completed now */
+    bt__match re = {-1, 0, 0, 0, 0};                      /* the earliest regex match */
+    int32_t from = 0;
+    if (a->n_re > 0) {
+        from = regex_from(a, v);
+        regex_step(a, from, &re);
+    }
+    /* Earliest first (a phrase before a regex at the same byte); a match let through
+     * must not hide a later, different one, so go on with the next. */
+    while (ph.pattern >= 0 || re.pattern >= 0) {
+        bool use_re = re.pattern >= 0 && (ph.pattern < 0 || re.start < ph.start);
+        int32_t r = act(a, v, use_re ? &re : &ph);
+        if (r > 0) return r;
+        if (!use_re) {
+            ph = bt__scan_next(&a->scan, &ph);
+        } else if (a->n_lt < a->cap_lt) {
+            a->lt[a->n_lt++] = (let_through){re.pattern - a->n_pat, re.start, re.end};
+            re = (bt__match){-1, 0, 0, 0, 0};
+            regex_step(a, from, &re); /* the next one, and a hold-back without it */
+        } else {
+            re.pattern = -1; /* cannot remember more: it is found again next step */
+        }
+    }
+    return 0;
+}
+
 static int32_t as_keep_index(bt_strategy *s, const bt_view *v) {
     antislop *a = s->ctx;
     bt__scan_sync(&a->scan, v, false); /* no-op unless another strategy rewound */
     int32_t hold = bt__scan_hold_from(&a->scan);
     if (a->n_re > 0) {
         if (a->re_hold_len != a->scan.len || a->re_hold_tokens != a->scan.n_tokens) {
-            bt__match m = {-1, 0, 0};
+            bt__match m = {-1, 0, 0, 0, 0}; /* one not handled yet (never a let-through one) */
             regex_scan(a, regex_from(a, v), &m, &a->re_hold);
             if (m.pattern >= 0 && m.start < a->re_hold) a->re_hold = m.start;
             a->re_hold_len = a->scan.len;
@@ -226,10 +302,22 @@ static int32_t as_keep_index(bt_strategy *s, const bt_view *v) {
     return k > 0 ? k : 0;
 }
 
+/* A rewind (asked by this strategy or another one of a chain): bans for positions after
+ * the next draw, the scan's text and the let-through regex matches the rewind cut into
+ * belong to removed text. */
+static void as_on_rewind(bt_strategy *s, const bt_view *v, int32_t n) {
+    (void)n;
+    antislop *a = s->ctx;
+    clear_after(a, v->n_tokens);
+    bt__scan_truncate(&a->scan, v->n_tokens);
+    lt_prune(a, 0, a->scan.len);
+    a->re_hold_len = -1;
+}
+
 static void as_reset(bt_strategy *s) {
     antislop *a = s->ctx;
-    a->scan.n_tokens = 0;
-    a->scan.len = 0;
+    bt__scan_truncate(&a->scan, 0);
+    a->n_lt = 0;
 }
 
 static void as_free(bt_strategy *s) {
@@ -247,6 +335,7 @@ static void as_free(bt_strategy *s) {
     free(a->ban_head);
     free(a->tries);
     free(a->bans);
+    free(a->lt);
     free(a);
 }
 
@@ -256,6 +345,7 @@ static const bt_strategy_i antislop_iface = {
     .on_logits = as_on_logits,
     .on_probs = as_on_probs,
     .backtrack = as_backtrack,
+    .on_rewind = as_on_rewind,
     .keep_index = as_keep_index,
     .reset = as_reset,
     .free = as_free,
