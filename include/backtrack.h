@@ -556,7 +556,7 @@ void bt_strings_free(char **list, int32_t n);
  * Bans phrases: when one appears in the decoded text, rewinds to the token containing its
  * first byte and bans that token at that position only (hard), or multiplies its
  * probability there by the phrase's adjustment (soft). Matching is on text, so a phrase is
- * caught however the model splits it into tokens; with variants on it is ASCII
+ * caught however the model splits it into tokens; with variants on it is Unicode
  * case-insensitive (the original's variants: as is, lower, Capitalized, UPPER, with or
  * without a leading space, and more). Text is held back only while it could still become
  * part of a match (plus keep_index_buffer tokens, the room to rewind further at a dead
@@ -567,8 +567,9 @@ typedef struct bt_antislop_params {
     const char *const    *regexes;       /* PCRE2 patterns, hard bans; may be NULL      */
     int32_t               n_regexes;
     int32_t               keep_index_buffer; /* 5: extra tokens held back              */
-    bool                  with_variants; /* true: ASCII case-insensitive                 */
-    bool                  whole_word;    /* false: a phrase may match inside a word      */
+    bool                  with_variants; /* true: case-insensitive, Unicode case folding */
+    bool                  whole_word;    /* true: Unicode word boundaries; false: a phrase
+                                            may match inside a word                      */
     int32_t               skip_tokens;   /* 0: matches starting in the first N tokens of
                                             the continuation are ignored                 */
     int32_t               max_retries_per_position; /* 20: bans at one position before the
