@@ -318,6 +318,7 @@ void bt_strategy_free(bt_strategy *s);
  *
  * The loop, per step (see docs in README.md, "How the loop works"):
  *   logits = provider.eval(prompt + continuation)      only new positions are evaluated
+ *   logit_bias, then the repetition penalties          (only when set; as llama.cpp)
  *   logits /= max(temperature, 1e-4); strategy.on_logits
  *   filters min_p, top_k, top_p; softmax; strategy.on_probs
  *   draw (seeded); strategy.on_next_token
@@ -330,6 +331,28 @@ void bt_strategy_free(bt_strategy *s);
 typedef struct bt_sampler bt_sampler;
 
 #define BT_SEED_RANDOM UINT64_MAX
+
+/* One entry of bt_sampler_params.logit_bias: `bias` is added to the logit of `token`
+ * (llama.cpp's llama_logit_bias). -INFINITY bans the token, +INFINITY forces it. */
+typedef struct bt_logit_bias {
+    bt_token token;
+    float    bias;
+} bt_logit_bias;
+
+/* Repetition penalties and logit bias (llama.cpp's llama_sampler_init_penalties and
+ * llama_sampler_init_logit_bias, same names and arithmetic, same place in the chain).
+ * They change the model's raw logits before anything else, in this order:
+ *   1. logit_bias: logit[token] += bias, for every entry (entries for one token add up);
+ *   2. penalties, for every token seen c > 0 times in the last repeat_last_n tokens of
+ *      the sequence: logit = logit <= 0 ? logit * repeat_penalty : logit / repeat_penalty,
+ *      then logit -= c * frequency_penalty + presence_penalty;
+ * then temperature, the strategy's on_logits (which sees the changed logits), the filters.
+ * The window is the sequence the provider holds: the prompt's tokens count (BOS included),
+ * as llama-server feeds every prompt token to its penalty sampler, followed by the
+ * continuation as it stands now. The counts are rebuilt from that window at every step,
+ * so a rewind restores them exactly: a discarded token never counts. Cost: nothing when
+ * off; when on, O(repeat_last_n + n_logit_bias) per token, no copy of the vocabulary
+ * (the provider's logits are never written) and no allocation per token. */
 
 typedef struct bt_sampler_params {
     float    temperature;    /* 1.0; >= 0 (0 is taken as 1e-4: near greedy)              */
@@ -352,6 +375,18 @@ typedef struct bt_sampler_params {
                                 when a prefix was computed in other batch shapes), so a
                                 sampled text can, rarely, differ from a cold run's with
                                 the same seed; set false where bytes must repeat      */
+    /* Appended (ABI: new fields only ever go at the end). Defaults: all off. */
+    float    repeat_penalty;    /* 1.0 (off); finite, > 0: a repeated token's logit is
+                                   divided by it (if > 0) or multiplied (if <= 0)         */
+    int32_t  repeat_last_n;     /* 64: the tokens the penalties look back over (prompt
+                                   included); 0: penalties off; -1: the whole context     */
+    float    frequency_penalty; /* 0.0 (off); finite: minus count x this (< 0 favours
+                                   repeats)                                              */
+    float    presence_penalty;  /* 0.0 (off); finite: minus this once a token appeared   */
+    const bt_logit_bias *logit_bias; /* NULL (none): n_logit_bias entries, copied by
+                                   bt_sampler_init (the array may go away after it);
+                                   tokens in [0, n_vocab), biases not NaN               */
+    int32_t  n_logit_bias;      /* 0; >= 0                                                */
 } bt_sampler_params;
 
 bt_sampler_params bt_sampler_default_params(void);

@@ -68,6 +68,22 @@ void bt__candidates_clear(bt_candidates *c);
 int32_t bt__candidates_filter(bt_candidates *c, const float *logits, float scale,
                               int32_t top_k, float top_p, float min_p);
 
+/* Logits that differ from the provider's at a few tokens (logit bias, penalties), given
+ * without a copy of the vocabulary: token id reads val[pos[id]] where pos[id] >= 0, else
+ * the logits array. block[id >> 4] is non-zero for every block of 16 ids holding such a
+ * token (and zero for the others: the filter skips those whole when it can). */
+typedef struct bt__logit_patch {
+    const int32_t *pos;   /* n_vocab entries, -1 where unpatched    */
+    const float   *val;   /* patched logits, in the logits' units    */
+    const uint8_t *block; /* (n_vocab + 15) / 16 entries             */
+} bt__logit_patch;
+
+/* bt__candidates_filter on the logits as patched by `patch` (not NULL): the same result,
+ * in the same order, as on a patched copy; the logits themselves are not modified. */
+int32_t bt__candidates_filter_patched(bt_candidates *c, const float *logits,
+                                      const bt__logit_patch *patch, float scale,
+                                      int32_t top_k, float top_p, float min_p);
+
 /* Index into c->data of the drawn candidate for a uniform u in [0,1): proportional to p
  * (negative or NaN p count as 0; an infinite p wins). -1 if the total is 0. Pure. */
 int32_t bt__candidates_draw(const bt_candidates *c, double u);

@@ -23,6 +23,21 @@ struct bt_sampler {
     size_t            max_token_len;
     bt__rng           rng;
     atomic_bool       cancel;    /* bt_sampler_cancel, from any thread */
+    /* Logit bias and repetition penalties (all NULL / 0 / false when off). Each step
+     * gathers the tokens they touch into a short list (pen_id / pen_val / pen_cnt,
+     * pen_pos[id] = its index) and hands it to the filter as a patch over the provider's
+     * logits; the list is emptied again after the draw (pen_pos back to -1). */
+    bool              patch_on;  /* bias or penalties: a patch is built per step     */
+    bool              pen_on;    /* the penalties are on (llama.cpp's is_disabled)   */
+    bt_logit_bias    *bias;      /* own copy of params.logit_bias                    */
+    int32_t           n_bias;
+    int32_t          *pen_pos;   /* n_vocab: index into the list, or -1              */
+    uint8_t          *pen_block; /* (n_vocab + 15) / 16: blocks holding a listed id   */
+    bt_token         *pen_id;    /* the list: cap entries                            */
+    float            *pen_val;
+    int32_t          *pen_cnt;   /* occurrences in the penalty window                */
+    int32_t           pen_cap;   /* distinct window tokens possible + n_bias         */
+    int32_t           n_pen;     /* entries in use during a draw                     */
 };
 
 /* ==== Random numbers: xoshiro256** seeded by splitmix64 ================== */
@@ -67,6 +82,12 @@ bt_sampler_params bt_sampler_default_params(void) {
         .add_special = true,
         .parse_special = true,
         .cache_prompt = true,
+        .repeat_penalty = 1.0f,
+        .repeat_last_n = 64,
+        .frequency_penalty = 0.0f,
+        .presence_penalty = 0.0f,
+        .logit_bias = NULL,
+        .n_logit_bias = 0,
     };
 }
 
@@ -81,6 +102,65 @@ static int check_params(const bt_sampler_params *p) {
     if (p->max_new_tokens < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_new_tokens must be >= 0");
     if (p->max_length < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_length must be >= 0");
     if (p->max_steps < 0) return bt__fail(BT_ERR_INVALID_ARG, "max_steps must be >= 0");
+    /* as llama.cpp's --repeat-penalty: finite, > 0, with a finite inverse */
+    if (!(p->repeat_penalty > 0.0f) || isinf(p->repeat_penalty) || isinf(1.0f / p->repeat_penalty))
+        return bt__fail(BT_ERR_INVALID_ARG, "repeat_penalty must be a finite number > 0 (1.0: off)");
+    if (p->repeat_last_n < -1)
+        return bt__fail(BT_ERR_INVALID_ARG,
+                        "repeat_last_n must be >= -1 (-1: the whole context, 0: off)");
+    if (!isfinite(p->frequency_penalty))
+        return bt__fail(BT_ERR_INVALID_ARG, "frequency_penalty must be a finite number (0: off)");
+    if (!isfinite(p->presence_penalty))
+        return bt__fail(BT_ERR_INVALID_ARG, "presence_penalty must be a finite number (0: off)");
+    if (p->n_logit_bias < 0) return bt__fail(BT_ERR_INVALID_ARG, "n_logit_bias must be >= 0");
+    if (p->n_logit_bias > 0 && !p->logit_bias)
+        return bt__fail(BT_ERR_INVALID_ARG, "logit_bias is NULL but n_logit_bias is %d",
+                        p->n_logit_bias);
+    for (int32_t i = 0; i < p->n_logit_bias; i++)
+        if (isnan(p->logit_bias[i].bias))
+            return bt__fail(BT_ERR_INVALID_ARG, "logit_bias[%d]: the bias of token %d is NaN", i,
+                            p->logit_bias[i].token);
+    return BT_OK;
+}
+
+/* llama.cpp's llama_sampler_penalties::is_disabled, with -1 meaning the whole context. */
+static bool penalties_on(const bt_sampler_params *p) {
+    return p->repeat_last_n != 0 && !(p->repeat_penalty == 1.0f && p->frequency_penalty == 0.0f &&
+                                      p->presence_penalty == 0.0f);
+}
+
+/* Copy the logit bias and allocate the per-step list (once per sampler). */
+static int patch_init(bt_sampler *s, const bt_sampler_params *p, int32_t n_ctx) {
+    int32_t nv = s->n_vocab;
+    for (int32_t i = 0; i < p->n_logit_bias; i++)
+        if (p->logit_bias[i].token < 0 || p->logit_bias[i].token >= nv)
+            return bt__fail(BT_ERR_INVALID_ARG,
+                            "logit_bias[%d]: token %d is outside the vocabulary (%d tokens)", i,
+                            p->logit_bias[i].token, nv);
+    s->pen_on = penalties_on(p);
+    s->n_bias = p->n_logit_bias;
+    s->patch_on = s->pen_on || s->n_bias > 0;
+    s->params.logit_bias = NULL; /* never keep the caller's pointer */
+    if (!s->patch_on) return BT_OK;
+    /* distinct tokens a window can hold: it never outgrows the context or the vocabulary */
+    int32_t win = 0;
+    if (s->pen_on) {
+        win = p->repeat_last_n < 0 || p->repeat_last_n > n_ctx ? n_ctx : p->repeat_last_n;
+        if (win > nv) win = nv;
+    }
+    s->pen_cap = win + s->n_bias;
+    if (s->n_bias > 0 && !(s->bias = malloc((size_t)s->n_bias * sizeof *s->bias)))
+        return bt__fail(BT_ERR_NOMEM, "out of memory");
+    if (s->n_bias > 0) memcpy(s->bias, p->logit_bias, (size_t)s->n_bias * sizeof *s->bias);
+    s->params.logit_bias = s->bias;
+    s->pen_pos = malloc((size_t)nv * sizeof *s->pen_pos);
+    s->pen_block = calloc((size_t)nv / 16 + 1, 1);
+    s->pen_id = malloc((size_t)s->pen_cap * sizeof *s->pen_id);
+    s->pen_val = malloc((size_t)s->pen_cap * sizeof *s->pen_val);
+    s->pen_cnt = malloc((size_t)s->pen_cap * sizeof *s->pen_cnt);
+    if (!s->pen_pos || !s->pen_block || !s->pen_id || !s->pen_val || !s->pen_cnt)
+        return bt__fail(BT_ERR_NOMEM, "out of memory for the penalties of a vocabulary of %d", nv);
+    memset(s->pen_pos, 0xff, (size_t)nv * sizeof *s->pen_pos); /* all -1 */
     return BT_OK;
 }
 
@@ -124,6 +204,10 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
         bt__fail(BT_ERR_NOMEM, "out of memory for a vocabulary of %d", nv);
         return NULL;
     }
+    if (patch_init(s, &p, bt_provider_n_ctx(provider)) != BT_OK) {
+        bt_sampler_free(s); /* keeps the last error */
+        return NULL;
+    }
     return s;
 }
 
@@ -136,6 +220,12 @@ void bt_sampler_free(bt_sampler *s) {
     free(s->logits);
     free(s->textbuf);
     bt__candidates_release(&s->cands);
+    free(s->bias);
+    free(s->pen_pos);
+    free(s->pen_block);
+    free(s->pen_id);
+    free(s->pen_val);
+    free(s->pen_cnt);
     free(s);
 }
 
@@ -213,11 +303,79 @@ static int eval(gen *g, const float **logits) {
     return BT_OK;
 }
 
-/* One draw: temperature, the strategy's on_logits, filters, on_probs, the seeded pick.
- * Without an on_logits the filters read the model's logits directly with the temperature
- * as a scale factor (no copy of the vocabulary); with one, the strategy gets its own
- * scaled copy to change. Returns the token, or -1 if nothing can be drawn even from the
- * model's own distribution (all logits NaN or -inf). */
+/* Logit bias and penalties for this step, as a patch over the provider's logits (which
+ * are never written: the llama.cpp provider keeps them for rewinds). The list holds every
+ * biased token and every token of the penalty window (the last repeat_last_n tokens of
+ * the sequence as it stands, prompt included), each with its changed logit in the raw
+ * units, computed exactly as llama.cpp's samplers do: bias first (entries in order), then
+ * the penalties. O(repeat_last_n + n_logit_bias); patch_clear undoes it after the draw. */
+static void patch_build(gen *g, const float *raw, bt__logit_patch *pt) {
+    bt_sampler *s = g->s;
+    const bt_sampler_params *P = &s->params;
+    int32_t *pos = s->pen_pos, *cnt = s->pen_cnt, m = 0;
+    bt_token *id = s->pen_id;
+    float *val = s->pen_val;
+    for (int32_t j = 0; j < s->n_bias; j++) {
+        bt_token t = s->bias[j].token;
+        int32_t k = pos[t];
+        if (k < 0) {
+            k = pos[t] = m++;
+            id[k] = t, val[k] = raw[t], cnt[k] = 0;
+        }
+        val[k] += s->bias[j].bias;
+    }
+    if (s->pen_on) {
+        int32_t n = g->n_prompt + g->n_cont;
+        int32_t from = P->repeat_last_n < 0 || P->repeat_last_n >= n ? 0 : n - P->repeat_last_n;
+        for (int32_t i = from; i < n; i++) {
+            bt_token t = g->seq[i];
+            int32_t k = pos[t];
+            if (k < 0) {
+                k = pos[t] = m++;
+                id[k] = t, val[k] = raw[t], cnt[k] = 0;
+            }
+            cnt[k]++;
+        }
+        const float rp = P->repeat_penalty, fp = P->frequency_penalty, pp = P->presence_penalty;
+        for (int32_t k = 0; k < m; k++) {
+            int32_t c = cnt[k];
+            if (c == 0) continue; /* biased only */
+            float v = val[k];
+            /* llama_sampler_penalties_apply, operation for operation */
+            if (v <= 0) v *= rp;
+            else v /= rp;
+            v -= (float)c * fp + (float)(c > 0) * pp;
+            val[k] = v;
+        }
+    }
+    for (int32_t k = 0; k < m; k++) s->pen_block[id[k] >> 4] = 1;
+    s->n_pen = m;
+    *pt = (bt__logit_patch){.pos = pos, .val = val, .block = s->pen_block};
+}
+
+static void patch_clear(bt_sampler *s) {
+    for (int32_t k = 0; k < s->n_pen; k++) {
+        s->pen_pos[s->pen_id[k]] = -1;
+        s->pen_block[s->pen_id[k] >> 4] = 0;
+    }
+    s->n_pen = 0;
+}
+
+/* The filters over the provider's logits, scaled by inv_t, patched when pt is set. */
+static int32_t filter_raw(bt_sampler *s, const float *raw, const bt__logit_patch *pt,
+                          float inv_t) {
+    const bt_sampler_params *P = &s->params;
+    if (pt) return bt__candidates_filter_patched(&s->cands, raw, pt, inv_t, P->top_k, P->top_p,
+                                                 P->min_p);
+    return bt__candidates_filter(&s->cands, raw, inv_t, P->top_k, P->top_p, P->min_p);
+}
+
+/* One draw: logit bias and penalties, temperature, the strategy's on_logits, filters,
+ * on_probs, the seeded pick. Without an on_logits the filters read the model's logits
+ * directly with the temperature as a scale factor (no copy of the vocabulary; bias and
+ * penalties as a patch of a few tokens); with one, the strategy gets its own scaled copy
+ * to change. Returns the token, or -1 if nothing can be drawn even from the model's own
+ * distribution (all logits NaN or -inf). */
 static bt_token draw(gen *g, const float *raw) {
     bt_sampler *s = g->s;
     const bt_sampler_params *P = &s->params;
@@ -225,27 +383,35 @@ static bt_token draw(gen *g, const float *raw) {
     bt_strategy *st = s->strategy;
     float inv_t = 1.0f / fmaxf(P->temperature, 1e-4f);
     double u = bt__rng_uniform(&s->rng); /* one number per step, whatever happens */
+    bt__logit_patch patch, *pt = NULL;
+    if (s->patch_on) patch_build(g, raw, pt = &patch);
 
     int32_t n;
     if (st && st->iface->on_logits) {
         for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
+        for (int32_t k = 0; k < s->n_pen; k++) s->logits[s->pen_id[k]] = s->pen_val[k] * inv_t;
         st->iface->on_logits(st, &g->view, s->logits);
         n = bt__candidates_filter(c, s->logits, 1.0f, P->top_k, P->top_p, P->min_p);
     } else {
-        n = bt__candidates_filter(c, raw, inv_t, P->top_k, P->top_p, P->min_p);
+        n = filter_raw(s, raw, pt, inv_t);
     }
     if (n > 0 && st && st->iface->on_probs) st->iface->on_probs(st, &g->view, c);
     int32_t i = bt__candidates_draw(c, u);
-    if (i >= 0) return c->data[i].id;
-
-    /* Dead end: the strategy left nothing to draw. Fall back to the model's own
-     * distribution (temperature and filters, no strategy) so generation goes on. */
-    g->st->n_dead_ends++;
-    bt__log(BT_LOG_WARN, "dead end at token %d: no candidate left, using the model's "
-                         "distribution", g->n_cont);
-    if (bt__candidates_filter(c, raw, inv_t, P->top_k, P->top_p, P->min_p) == 0) return -1;
-    i = bt__candidates_draw(c, u);
-    return i >= 0 ? c->data[i].id : -1;
+    bt_token tok = -1;
+    if (i >= 0) {
+        tok = c->data[i].id;
+    } else {
+        /* Dead end: the strategy left nothing to draw. Fall back to the model's own
+         * distribution (bias, penalties, temperature and filters, no strategy) so
+         * generation goes on. */
+        g->st->n_dead_ends++;
+        bt__log(BT_LOG_WARN, "dead end at token %d: no candidate left, using the model's "
+                             "distribution", g->n_cont);
+        if (filter_raw(s, raw, pt, inv_t) > 0 && (i = bt__candidates_draw(c, u)) >= 0)
+            tok = c->data[i].id;
+    }
+    if (pt) patch_clear(s);
+    return tok;
 }
 
 /* Apply the strategy's backtrack: remove n tokens (clamped to unreleased ones). */
@@ -334,7 +500,9 @@ static int run(gen *g) {
         bt_token next = draw(g, raw);
         if (next < 0) {
             release_all(g, BT_STOP_ERROR);
-            return bt__fail(BT_ERR_PROVIDER, "the model's logits are all NaN or -inf");
+            return bt__fail(BT_ERR_PROVIDER, s->n_bias ? "the model's logits are all NaN or -inf "
+                                                         "after logit_bias"
+                                                       : "the model's logits are all NaN or -inf");
         }
         g->st->n_steps++;
         g->seq[g->n_prompt + g->n_cont++] = next;

@@ -104,6 +104,32 @@ run_ok "phrase longer than the context" "${P[@]}" -c 128 -n 50 -s antislop --slo
 out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 40 -s antislop --slop Lily --slop Lily --slop LILY 2>/dev/null)
 [ $? -eq 0 ] && [[ "$out" != *Lily* ]] && ok || bad "duplicate phrases: $out"
 
+# ---- repetition penalties and logit bias (llama.cpp's flags) ----
+# stories260K: token 317 is " Lily", 432 is ","
+base=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 60 2>/dev/null)
+pen_case() { # NAME ARGS...: exit 0, some text, and not the plain greedy text
+    local name=$1
+    shift
+    out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 60 "$@" 2>"$tmp/err")
+    [ $? -eq 0 ] && [ ${#out} -gt 20 ] && [ "$out" != "$base" ] && [ ! -s "$tmp/err" ] &&
+        ok || bad "$name: $out $(cat "$tmp/err")"
+}
+pen_case "--repeat-penalty" --repeat-penalty 1.5
+pen_case "--frequency-penalty --presence-penalty" --frequency-penalty 0.5 --presence-penalty 0.5 --repeat-last-n 32
+pen_case "--repeat-last-n -1" --repeat-penalty 1.3 --repeat-last-n -1
+pen_case "-l ban" -l 317-inf
+[[ "$out" == ", there was a little girl named "* && "$out" != *Lily* ]] && ok || bad "-l 317-inf: $out"
+pen_case "--logit-bias ban" --logit-bias 432-inf
+[[ "$out" != ","* ]] && ok || bad "--logit-bias 432-inf: $out"
+pen_case "-l repeated" -l 317-inf -l 432+-inf
+[[ "$out" != ","* && "$out" != *Lily* ]] && ok || bad "-l twice: $out"
+out=$("$bin" "${M[@]}" "${P[@]}" --top-k 1 -n 60 --repeat-penalty 1.5 --repeat-last-n 0 2>/dev/null)
+[ "$out" = "$base" ] && ok || bad "--repeat-last-n 0 is off: $out"
+run_ok "penalties with a strategy" "${P[@]}" -n 100 --repeat-penalty 1.2 -l 317-inf -s antislop --slop park
+[[ "$out" != *Lily* ]] && ok || bad "penalties with a strategy: $out"
+"$bin" -h | grep -q -- "--logit-bias TOKEN_ID(+/-)BIAS" && "$bin" -h | grep -q -- "--repeat-last-n N" &&
+    ok || bad "-h lists the penalty options"
+
 # ---- bad inputs ----
 mkdir "$tmp/dir"
 : >"$tmp/empty.gguf"
@@ -150,6 +176,27 @@ expect_error "replace given twice" "given twice" "${M[@]}" "${P[@]}" -s replace 
 expect_error "negative retries" "--max-retries" "${M[@]}" "${P[@]}" -s antislop --slop x --max-retries 0
 expect_error "flat threshold NaN" "--top-p-flat" "${M[@]}" "${P[@]}" -s creative-writing --top-p-flat nan
 expect_error "menu-k huge" "--menu-k" "${M[@]}" "${P[@]}" -s human-guidance --menu-k 1000
+
+# penalties and logit bias: one error line, exit 2 (bad usage)
+expect_usage() { # as expect_error, and the exit status is 2
+    local name=$1
+    expect_error "$@"
+    "$bin" "${@:3}" >/dev/null 2>&1 </dev/null
+    [ $? -eq 2 ] && ok || bad "$name: exit status is not 2"
+}
+expect_usage "repeat-penalty zero" "--repeat-penalty: '0' is not a number in (0" "${M[@]}" "${P[@]}" --repeat-penalty 0
+expect_usage "repeat-penalty negative" "--repeat-penalty" "${M[@]}" "${P[@]}" --repeat-penalty -1.1
+expect_usage "repeat-penalty NaN" "--repeat-penalty" "${M[@]}" "${P[@]}" --repeat-penalty nan
+expect_usage "repeat-penalty missing" "--repeat-penalty needs a value" "${M[@]}" "${P[@]}" --repeat-penalty
+expect_usage "repeat-last-n -2" "--repeat-last-n: '-2' is not an integer" "${M[@]}" "${P[@]}" --repeat-last-n -2
+expect_usage "frequency-penalty NaN" "--frequency-penalty" "${M[@]}" "${P[@]}" --frequency-penalty nan
+expect_usage "presence-penalty inf" "--presence-penalty" "${M[@]}" "${P[@]}" --presence-penalty inf
+expect_usage "logit-bias without sign" "TOKEN_ID(+/-)BIAS" "${M[@]}" "${P[@]}" -l 317
+expect_usage "logit-bias NaN" "TOKEN_ID(+/-)BIAS" "${M[@]}" "${P[@]}" -l 317+nan
+expect_usage "logit-bias negative id" "TOKEN_ID(+/-)BIAS" "${M[@]}" "${P[@]}" --logit-bias -3+1
+expect_usage "logit-bias bad number" "TOKEN_ID(+/-)BIAS" "${M[@]}" "${P[@]}" -l 317+1x
+expect_usage "logit-bias missing" "-l needs a value" "${M[@]}" "${P[@]}" -l
+expect_usage "logit-bias outside the vocabulary" "--logit-bias: token 512 is outside the vocabulary (512 tokens)" "${M[@]}" "${P[@]}" -l 512+1
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

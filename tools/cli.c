@@ -8,6 +8,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -293,9 +294,32 @@ void cli_args_free(cli_args *a) {
         }
     free(a->specs);
     free(a->parts);
+    free(a->logit_bias);
     a->specs = NULL;
     a->parts = NULL;
     a->n_specs = 0;
+    a->logit_bias = NULL;
+    a->n_logit_bias = 0;
+}
+
+/* llama.cpp's -l syntax, TOKEN_ID(+/-)BIAS: "15043+1", "15043-0.5", "15043-inf". The
+ * whole string must parse; the bias may be infinite, never NaN. */
+static int parse_logit_bias(const char *s, bt_logit_bias *out) {
+    if (!s || !(*s >= '0' && *s <= '9')) return -1;
+    char *end;
+    errno = 0;
+    long long id = strtoll(s, &end, 10);
+    if (errno || id > INT32_MAX || (*end != '+' && *end != '-')) return -1;
+    bool neg = *end++ == '-';
+    if (!*end) return -1;
+    char *e2;
+    errno = 0;
+    double b = strtod(end, &e2);
+    if (e2 == end || *e2 || isnan(b) || errno == ERANGE || (isfinite(b) && fabs(b) > FLT_MAX))
+        return -1;
+    out->token = (bt_token)id;
+    out->bias = (float)(neg ? -b : b);
+    return 0;
 }
 
 /* ==== Parsing =============================================================== */
@@ -322,6 +346,10 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
     a->temp = sp.temperature;
     a->top_p = sp.top_p;
     a->min_p = sp.min_p;
+    a->repeat_penalty = sp.repeat_penalty;
+    a->repeat_last_n = sp.repeat_last_n;
+    a->frequency_penalty = sp.frequency_penalty;
+    a->presence_penalty = sp.presence_penalty;
     a->seed = BT_SEED_RANDOM;
     a->logits_window = lp.logits_window;
     double seed_d = -1;
@@ -340,6 +368,9 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--top-p", OPT_FLOAT, 0, 1, &a->top_p},
         {NULL, "--min-p", OPT_FLOAT, 0, 1, &a->min_p},
         {NULL, "--logits-window", OPT_INT, 0, 4096, &a->logits_window},
+        {NULL, "--repeat-last-n", OPT_INT, -1, 1e9, &a->repeat_last_n},
+        {NULL, "--frequency-penalty", OPT_FLOAT, -1e9, 1e9, &a->frequency_penalty},
+        {NULL, "--presence-penalty", OPT_FLOAT, -1e9, 1e9, &a->presence_penalty},
         {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat},
         {NULL, "--chat-template", OPT_STR, 0, 0, &a->chat_template},
         {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats},
@@ -370,6 +401,29 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
             a->specs = ns;
             memset(&a->specs[a->n_specs], 0, sizeof *ns);
             a->specs[a->n_specs++].def = d;
+            i++;
+            continue;
+        }
+        if (strcmp(arg, "--repeat-penalty") == 0) {
+            double v;
+            if (!val) return errf(err, cap, "%s needs a value", arg);
+            if (parse_num(val, 0, 1e9, false, &v) != 0 || !(v > 0) || !isfinite(1.0f / (float)v))
+                return errf(err, cap, "--repeat-penalty: '%s' is not a number in (0, 1e+09] "
+                            "(1.0: off)", val);
+            a->repeat_penalty = (float)v;
+            i++;
+            continue;
+        }
+        if (strcmp(arg, "-l") == 0 || strcmp(arg, "--logit-bias") == 0) {
+            bt_logit_bias lb;
+            if (!val) return errf(err, cap, "%s needs a value", arg);
+            if (parse_logit_bias(val, &lb) != 0)
+                return errf(err, cap, "%s: '%s' is not TOKEN_ID(+/-)BIAS (e.g. 15043+1, "
+                            "15043-inf)", arg, val);
+            bt_logit_bias *nb = realloc(a->logit_bias, (size_t)(a->n_logit_bias + 1) * sizeof *nb);
+            if (!nb) return errf(err, cap, "out of memory");
+            a->logit_bias = nb;
+            a->logit_bias[a->n_logit_bias++] = lb;
             i++;
             continue;
         }
@@ -568,6 +622,16 @@ void cli_usage(FILE *f) {
         "      --top-k K           keep the K most probable tokens (default 50; 0: off)\n"
         "      --top-p P           nucleus in (0, 1] (default 1.0: off)\n"
         "      --min-p P           drop tokens below P * the top probability (default 0: off)\n"
+        "      --repeat-penalty N  divide the logit of a token among the last --repeat-last-n\n"
+        "                          by N (multiply it if negative) (default 1.0: off)\n"
+        "      --repeat-last-n N   tokens the penalties look back over, the prompt's included\n"
+        "                          (default 64; 0: off; -1: the whole context)\n"
+        "      --presence-penalty N  subtract N from a token found there (default 0: off)\n"
+        "      --frequency-penalty N subtract N times its count there (default 0: off)\n"
+        "  -l, --logit-bias TOKEN_ID(+/-)BIAS  add BIAS to the token's logit (repeatable):\n"
+        "                          -l 15043+1 favours token 15043, -l 15043-inf bans it\n"
+        "                          (bias and penalties apply to the model's logits, before\n"
+        "                          --temp and the strategies, as in llama.cpp)\n"
         "      --seed N            random seed (default: random, shown by --stats)\n"
         "output:\n"
         "      --stats             print a statistics line on stderr at the end\n"

@@ -32,6 +32,12 @@ typedef struct cli_args {
     const char *chat_template; /* NULL: the model's */
     int32_t     n_predict, n_ctx, n_threads, n_gpu_layers, top_k, logits_window;
     float       temp, top_p, min_p;
+    /* penalties and logit bias (llama.cpp's flags; bt_sampler_params' fields) */
+    float       repeat_penalty, frequency_penalty, presence_penalty;
+    int32_t     repeat_last_n;
+    bt_logit_bias *logit_bias; /* -l, in the order given (owned; ids checked against the
+                                  vocabulary only once the model is loaded)       */
+    int32_t     n_logit_bias;
     uint64_t    seed;
     int         chat, stats, verbose, help;
     /* `backtrack serve` only */

@@ -142,6 +142,20 @@ int main(int argc, char **argv) {
     sp.min_p = a.min_p;
     sp.seed = a.seed;
     sp.max_new_tokens = a.n_predict;
+    sp.repeat_penalty = a.repeat_penalty;
+    sp.repeat_last_n = a.repeat_last_n;
+    sp.frequency_penalty = a.frequency_penalty;
+    sp.presence_penalty = a.presence_penalty;
+    sp.logit_bias = a.logit_bias;
+    sp.n_logit_bias = a.n_logit_bias;
+    /* a token id outside this model's vocabulary is bad usage, like any other bad value */
+    for (int32_t i = 0; i < a.n_logit_bias; i++)
+        if (a.logit_bias[i].token >= bt_provider_n_vocab(prov)) {
+            snprintf(err, sizeof err, "--logit-bias: token %d is outside the vocabulary "
+                     "(%d tokens)", a.logit_bias[i].token, bt_provider_n_vocab(prov));
+            status = 2;
+            goto fail;
+        }
     if (!(smp = bt_sampler_init(prov, strat, &sp))) {
         snprintf(err, sizeof err, "%s", bt_last_error());
         goto fail;
