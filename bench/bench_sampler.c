@@ -4,7 +4,10 @@
  * hands out precomputed logits at no cost) against llama.cpp's own sampler chain on the
  * same logits (the token-data array built from the logits, as llama.cpp's common sampler
  * does, then top_k, top_p, min_p, temp, dist). Both sides alternate in one process;
- * medians over the runs and the ratio are printed as a Markdown table row.
+ * medians over the runs and the ratio are printed as a Markdown table row. The rows with
+ * penalties (repeat 1.1, frequency 0.1, presence 0.1 over the last 64 tokens) and logit
+ * bias put llama.cpp's logit_bias and penalties samplers at the head of its chain, where
+ * its common sampler puts them; its penalties sampler is fed every drawn token.
  *
  *   bench_sampler [N_VOCAB] [TOKENS] [RUNS]
  */
@@ -95,7 +98,10 @@ static double run_llama(struct llama_sampler *chain, int tokens, llama_token_dat
     return (now_ms() - t0) / tokens;
 }
 
-static void bench_case(const char *label, int32_t top_k, float top_p, float min_p, int tokens, int runs) {
+enum { N_BIAS = 10 };
+
+static void bench_case(const char *label, int32_t top_k, float top_p, float min_p,
+                       bool penalties, bool bias, int tokens, int runs) {
     bt_sampler_params sp = bt_sampler_default_params();
     sp.top_k = top_k;
     sp.top_p = top_p;
@@ -103,12 +109,31 @@ static void bench_case(const char *label, int32_t top_k, float top_p, float min_
     sp.seed = 1;
     sp.max_new_tokens = tokens;
     sp.add_special = false;
+    if (penalties) {
+        sp.repeat_penalty = 1.1f;
+        sp.frequency_penalty = 0.1f;
+        sp.presence_penalty = 0.1f;
+        sp.repeat_last_n = 64;
+    }
+    bt_logit_bias lb[N_BIAS];
+    for (int i = 0; i < N_BIAS; i++) lb[i] = (bt_logit_bias){(bt_token)(i * 997 % NV), i % 2 ? 1.5f : -INFINITY};
+    if (bias) {
+        sp.logit_bias = lb;
+        sp.n_logit_bias = N_BIAS;
+    }
     replay r = {0};
     bt_provider *prov = bt_provider_init(&replay_iface, &r);
     bt_strategy *noop = bt_noop_strategy_init();
     bt_sampler *s = bt_sampler_init(prov, noop, &sp);
 
     struct llama_sampler *chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (bias) {
+        llama_logit_bias llb[N_BIAS];
+        for (int i = 0; i < N_BIAS; i++) llb[i] = (llama_logit_bias){lb[i].token, lb[i].bias};
+        llama_sampler_chain_add(chain, llama_sampler_init_logit_bias(NV, N_BIAS, llb));
+    }
+    if (penalties)
+        llama_sampler_chain_add(chain, llama_sampler_init_penalties(NV, 64, 1.1f, 0.1f, 0.1f));
     if (top_k > 0) llama_sampler_chain_add(chain, llama_sampler_init_top_k(top_k));
     if (top_p < 1.0f) llama_sampler_chain_add(chain, llama_sampler_init_top_p(top_p, 1));
     if (min_p > 0.0f) llama_sampler_chain_add(chain, llama_sampler_init_min_p(min_p, 1));
@@ -144,9 +169,12 @@ int main(int argc, char **argv) {
     make_logits();
     printf("| filters | vocabulary | backtrack µs/token | llama.cpp µs/token | ratio |\n");
     printf("| --- | ---: | ---: | ---: | ---: |\n");
-    bench_case("top_k 50, top_p 0.95, min_p 0.05, temp 1", 50, 0.95f, 0.05f, tokens, runs);
-    bench_case("top_k 0 (off), top_p 0.95", 0, 0.95f, 0.0f, tokens, runs);
-    bench_case("top_k 50 only", 50, 1.0f, 0.0f, tokens, runs);
+    bench_case("top_k 50, top_p 0.95, min_p 0.05, temp 1", 50, 0.95f, 0.05f, false, false, tokens, runs);
+    bench_case("top_k 0 (off), top_p 0.95", 0, 0.95f, 0.0f, false, false, tokens, runs);
+    bench_case("top_k 50 only", 50, 1.0f, 0.0f, false, false, tokens, runs);
+    bench_case("top_k 50, top_p 0.95, min_p 0.05, temp 1 + penalties (last 64)", 50, 0.95f,
+               0.05f, true, false, tokens, runs);
+    bench_case("the same + logit bias (10 tokens)", 50, 0.95f, 0.05f, true, true, tokens, runs);
     for (int s = 0; s < N_LOGIT_SETS; s++) free(LOGITS[s]);
     return 0;
 }
