@@ -229,15 +229,20 @@ int bt__automaton_build(const char *const *phrases, int32_t n, bool fold, bt__au
         int32_t s = 0;
         for (size_t q = 0; q < len;) {
             uint8_t buf[UNIT_MAX];
-            bool simple;
-            int k = unit_len(p + q, len - q);
-            int w = unit_text(fold, p + q, k, buf, NULL, &simple);
+            int w = 1, k = 1;
+            if (p[q] < 0x80) { /* ASCII: folding is lower case */
+                buf[0] = (fold && p[q] >= 'A' && p[q] <= 'Z') ? (uint8_t)(p[q] + 32) : p[q];
+            } else {
+                bool simple;
+                k = unit_len(p + q, len - q); /* valid: k > 0 */
+                w = unit_text(fold, p + q, k, buf, NULL, &simple);
+            }
             for (int j = 0; j < w; j++) {
                 int32_t t = child(a, s, buf[j]);
                 if (t == NONE && (t = new_state(a, s, buf[j])) == NONE) goto nomem;
                 s = t;
             }
-            q += (size_t)k; /* valid: k > 0 */
+            q += (size_t)k;
         }
         if (s != 0 && a->out[s] == NONE) a->out[s] = i;
     }
@@ -346,11 +351,13 @@ static inline int32_t step(const bt__automaton *a, int32_t s, uint8_t c) {
 
 #define VT_SIMPLE 0x10 /* bt__vtok.info: the core's offsets map one to one            */
 #define VT_CACHED 0x20 /* bt__vtok.info: fits the compact form (the fast path)        */
+#define VT_INLINE 0x40 /* bt__vtok.info: the core's match text is in the entry        */
 #define TF_SIMPLE 0x01 /* bt__scan_tok.flags: its match text maps one to one          */
 #define POOL_PAD  16   /* the pool and the match text are read and written 16 at a time */
 
 static void vf_free(bt__vocab_fold *f) {
     free(f->tok);
+    free((void *)f->src);
     free(f->pool);
     free(f->cls);
     memset(f, 0, sizeof *f);
@@ -375,7 +382,7 @@ static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
             const char *b;
             size_t len;
             token_text(p, t, &b, &len);
-            same = b == f->tok[t].src && (len < UINT16_MAX ? len : UINT16_MAX) == f->tok[t].len;
+            same = b == f->src[t] && (len < UINT16_MAX ? len : UINT16_MAX) == f->tok[t].len;
         }
         if (same) return BT_OK;
     }
@@ -383,9 +390,10 @@ static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
     if (nv < 0) nv = 0;
     size_t cap = (size_t)nv * 8 + 64, used = 0;
     f->tok = calloc((size_t)nv + 1, sizeof *f->tok);
+    f->src = calloc((size_t)nv + 1, sizeof *f->src);
     f->cls = malloc(cap + POOL_PAD);
     f->pool = malloc(cap + POOL_PAD);
-    if (!f->tok || !f->cls || !f->pool) goto nomem;
+    if (!f->tok || !f->src || !f->cls || !f->pool) goto nomem;
     for (bt_token t = 0; t < nv; t++) {
         const char *b;
         size_t len;
@@ -435,12 +443,19 @@ static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
             return bt__fail(BT_ERR_INVALID_ARG, "vocabulary too large for the phrase scan");
         }
         bt__vtok *e = &f->tok[t]; /* a longer token takes the slow path */
-        e->src = b;
+        f->src[t] = b;
         e->off = (uint32_t)start;
         e->len = (uint16_t)(len < UINT16_MAX ? len : UINT16_MAX);
         e->mlen = (uint8_t)(mlen <= UINT8_MAX ? mlen : 0);
         e->info = (uint8_t)(lead | tail << 2 | (simple ? VT_SIMPLE : 0) |
                             (len < UINT16_MAX && mlen <= UINT8_MAX ? VT_CACHED : 0));
+        if (mlen <= sizeof e->inl) { /* short: all in the entry (the pool keeps it too) */
+            memcpy(e->inl, f->pool + start, mlen);
+            uint32_t bits = 0;
+            for (size_t j = 0; j < mlen; j++) bits |= (uint32_t)f->cls[start + j] << j;
+            e->off = bits;
+            e->info |= VT_INLINE;
+        }
     }
     memset(f->pool + used, 0, POOL_PAD);
     memset(f->cls + used, 0, POOL_PAD);
@@ -530,9 +545,9 @@ void bt__scan_truncate(bt__scan *s, int32_t n) {
 
 /* Copy the bytes of tokens [text_filled, n) into the text. */
 static void fill_text(bt__scan *s, int32_t n) {
-    for (int32_t t = s->text_filled; t < n; t++) {
-        const bt__vtok *e = &s->vf.tok[s->tk[t].id]; /* only cached tokens wait here */
-        memcpy(s->text + s->tk[t - 1].end, e->src, e->len);
+    for (int32_t t = s->text_filled; t < n; t++) { /* only cached tokens wait here */
+        int32_t id = s->tk[t].id;
+        memcpy(s->text + s->tk[t - 1].end, s->vf.src[id], s->vf.tok[id].len);
     }
     if (n > s->text_filled) s->text_filled = n;
 }
@@ -580,28 +595,28 @@ static void unit_of(const bt__scan *s, int32_t t, int32_t b, int32_t *os, int32_
     *os = *oe = s->tk[t].uend; /* not reached */
 }
 
-/* Original offset of the unit whose match text holds byte b (of the first n tokens').
- * Matches and partial matches start on a character (phrases are valid UTF-8), so in a
- * one-to-one token (always without folding) the offset carries over. */
-static int32_t orig_start(bt__scan *s, int32_t b, int32_t n) {
-    int32_t t = mtoken_at(s, b, n);
+/* Original offsets of match-text byte b (of the first n tokens'): the start of the unit
+ * holding it (end: false) or the end of the unit holding byte b - 1 (end: true).
+ * Matches and partial matches start and end on characters (phrases are valid UTF-8), so
+ * in a one-to-one token (always without folding) the offset carries over. */
+static int32_t orig_slow(bt__scan *s, int32_t b, int32_t n, bool end) {
+    int32_t t = mtoken_at(s, b - end, n);
     if (s->tk[t].flags & TF_SIMPLE) return s->tk[t - 1].uend + (b - s->tk[t - 1].mend);
     fill_text(s, t + 1);
     int32_t os, oe;
-    unit_of(s, t, b, &os, &oe);
-    return os;
+    unit_of(s, t, b - end, &os, &oe);
+    return end ? oe : os;
 }
 
-/* Original offset where a match ending at match-text byte e ends: the end of the unit
- * holding byte e - 1. */
-static int32_t orig_end(bt__scan *s, int32_t e, int32_t n) {
-    int32_t t = mtoken_at(s, e - 1, n);
-    if (s->tk[t].flags & TF_SIMPLE) return s->tk[t - 1].uend + (e - s->tk[t - 1].mend);
-    fill_text(s, t + 1);
-    int32_t os, oe;
-    unit_of(s, t, e - 1, &os, &oe);
-    return oe;
+static inline int32_t orig_off(bt__scan *s, int32_t b, int32_t n, bool end) {
+    const bt__scan_tok *last = &s->tk[n - 1];
+    if (b - end >= s->tk[n - 2].mend && (last->flags & TF_SIMPLE)) /* in the last token */
+        return s->tk[n - 2].uend + (b - s->tk[n - 2].mend);
+    return orig_slow(s, b, n, end);
 }
+
+static inline int32_t orig_start(bt__scan *s, int32_t b, int32_t n) { return orig_off(s, b, n, false); }
+static inline int32_t orig_end(bt__scan *s, int32_t e, int32_t n) { return orig_off(s, e, n, true); }
 
 /* ---- matching ---- */
 
@@ -639,8 +654,9 @@ static inline bool start_ok(const uint8_t *cls, int32_t ms) {
 
 /* The patterns ending at match-text byte `end` in state st: whole-word candidates
  * (start boundary checked) go to *pend (the earliest start), others to *best. */
-static void outputs(bt__scan *s, int32_t st, int32_t end, int32_t allowed, int32_t n,
-                    const bt__match *after, bt__pend *pend, bt__match *best) {
+static inline __attribute__((always_inline)) void
+outputs(bt__scan *s, int32_t st, int32_t end, int32_t allowed, int32_t n,
+        const bt__match *after, bt__pend *pend, bt__match *best) {
     const bt__automaton *a = s->a;
     for (int32_t k = a->st[st].out != NONE ? st : a->st[st].dict; k != NONE; k = a->st[k].dict) {
         int32_t ms = end - a->st[k].depth;
@@ -695,6 +711,16 @@ static int32_t emit_units(bt__scan *s, int32_t *u, int32_t limit, int32_t m, int
     return m;
 }
 
+/* Word classes: bit j of the low byte to byte j (little endian), 0 or 1. */
+static inline uint64_t expand_bits(uint32_t bits) {
+    uint64_t y = ((uint64_t)(bits & 0xFF) * 0x0101010101010101ull) & 0x8040201008040201ull;
+    uint64_t w = ((y + 0x7F7F7F7F7F7F7F7Full) & 0x8080808080808080ull) >> 7;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
+    return w;
+}
+
 /* Copy n bytes (n <= 255) from a padded source to a padded destination. */
 static inline void copy_padded(void *dst, const void *src, uint32_t n) {
     uint8_t *d = dst;
@@ -729,8 +755,16 @@ feed_token(bt__scan *s, bt_token id, const char *bytes, size_t len, bt__match *b
             m = emit_units(s, &u, core, m, &flags);
         }
         if (u == core) { /* the core, as folded at load */
-            copy_padded(s->mtext + m, s->vf.pool + e->off, e->mlen);
-            if (s->mcls) copy_padded(s->mcls + m, s->vf.cls + e->off, e->mlen);
+            if (e->info & VT_INLINE) {
+                memcpy(s->mtext + m, e->inl, 8);
+                if (s->mcls) {
+                    uint64_t w = expand_bits(e->off);
+                    memcpy(s->mcls + m, &w, 8);
+                }
+            } else {
+                copy_padded(s->mtext + m, s->vf.pool + e->off, e->mlen);
+                if (s->mcls) copy_padded(s->mcls + m, s->vf.cls + e->off, e->mlen);
+            }
             m += e->mlen;
             u = cur->end - ((e->info >> 2) & 3);
             if (!(e->info & VT_SIMPLE)) flags = 0;

@@ -60,23 +60,25 @@ typedef struct bt__match {
  * matcher.c; valid while the provider it was made from lives (its token texts are
  * immutable and stay valid until it is freed: the provider contract). */
 typedef struct bt__vtok {
-    const char *src;  /* the provider's bytes */
-    uint32_t    off;  /* the core's match text: pool/cls [off, off + mlen) */
-    uint16_t    len;  /* bytes */
-    uint8_t     mlen;
-    uint8_t     info; /* lead (bits 0-1), tail (bits 2-3), flags */
+    uint32_t off;    /* the core's match text: pool/cls [off, off + mlen); when it is inline
+                        (mlen <= 8), its word classes as bits instead                     */
+    uint16_t len;    /* bytes (UINT16_MAX: longer)                                         */
+    uint8_t  mlen;
+    uint8_t  info;   /* lead (bits 0-1), tail (bits 2-3), flags                            */
+    uint8_t  inl[8]; /* the core's match text when mlen <= 8: one cache line per token     */
 } bt__vtok;
 
 typedef struct bt__vocab_fold {
     const bt_provider *prov;
-    int32_t   n_vocab;
-    bool      fold;
-    bool      ready;
-    bt__vtok *tok;
-    char     *pool;      /* cores' match text (padded: read 16 bytes at a time)     */
-    uint8_t  *cls;       /* per pool byte: 1 if its unit is a word character       */
-    int32_t   longest;   /* longest token, bytes                                    */
-    int32_t   longest_m; /* longest core match text, bytes                          */
+    int32_t      n_vocab;
+    bool         fold;
+    bool         ready;
+    bt__vtok    *tok;
+    const char **src;      /* per token: the provider's bytes                          */
+    char        *pool;     /* longer cores' match text (padded: read 16 bytes at a time) */
+    uint8_t     *cls;      /* per pool byte: 1 if its unit is a word character         */
+    int32_t      longest;  /* longest token, bytes                                     */
+    int32_t      longest_m;/* longest core match text, bytes                           */
 } bt__vocab_fold;
 
 /* Per token of the scan. */
