@@ -449,12 +449,13 @@ static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
         e->mlen = (uint8_t)(mlen <= UINT8_MAX ? mlen : 0);
         e->info = (uint8_t)(lead | tail << 2 | (simple ? VT_SIMPLE : 0) |
                             (len < UINT16_MAX && mlen <= UINT8_MAX ? VT_CACHED : 0));
-        if (mlen <= sizeof e->inl) { /* short: all in the entry (the pool keeps it too) */
+        if (mlen <= sizeof e->inl) { /* short: all in the entry, none in the pool */
             memcpy(e->inl, f->pool + start, mlen);
             uint32_t bits = 0;
             for (size_t j = 0; j < mlen; j++) bits |= (uint32_t)f->cls[start + j] << j;
             e->off = bits;
             e->info |= VT_INLINE;
+            used = start;
         }
     }
     memset(f->pool + used, 0, POOL_PAD);
@@ -493,7 +494,7 @@ int bt__scan_begin(bt__scan *s, const bt__automaton *a, bool whole_word, int32_t
     if (rc != BT_OK) return rc;
     int64_t longest = s->vf.longest > 1 ? s->vf.longest : 1;
     /* a token's match text: its core, plus what a character begun in earlier tokens and
-     * its own leading bytes become (at most 2 x 3 units, UNIT_MAX bytes each) */
+     * its own leading bytes become (at most 6 units of UNIT_MAX bytes) */
     int64_t mlongest = (int64_t)s->vf.longest_m + 6 * UNIT_MAX;
     if ((double)mlongest * max_tokens > (double)INT32_MAX / 2 ||
         (double)longest * max_tokens > (double)INT32_MAX / 2)
@@ -801,6 +802,7 @@ static bt__match finish(bt__scan *s, bt__match m) {
 bt__match bt__scan_sync(bt__scan *s, const bt_view *v, bool at_end) {
     bt__match best = NO_MATCH;
     if (v->n_tokens < s->n_tokens) bt__scan_truncate(s, v->n_tokens); /* rewound */
+    if (s->text_filled > s->n_tokens) s->text_filled = s->n_tokens; /* n_tokens set by hand */
     s->sync_from = s->n_tokens;
     s->sync_at_end = at_end;
     const bt__vocab_fold *f = &s->vf;
