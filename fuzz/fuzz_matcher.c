@@ -4,6 +4,8 @@
  *   bit 0: case folding (variants)          bit 1: whole words
  *   bits 2-4: skip_tokens (0-7)             bit 5: multi-byte tokens (else one per byte)
  *   bit 6: rewind with bt__scan_truncate (else by a shorter view)
+ *   bit 7: with multi-byte tokens, some pieces of up to 300 bytes (too long for the
+ *          folded vocabulary's compact entries: the scan's general path)
  * With multi-byte tokens the text is cut into pieces of 1-6 bytes (a per-input vocabulary
  * of the 255 single bytes plus the pieces), so characters split across tokens in every
  * way, and tokens begin or end inside characters.
@@ -158,7 +160,8 @@ static int scan_list(bt__scan *sc, bt__match m, ref_match *out) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
-    bool f = data[0] & 1, whole = data[0] & 2, multi = data[0] & 32, trunc = data[0] & 64;
+    bool f = data[0] & 1, whole = data[0] & 2, multi = data[0] & 32, trunc = data[0] & 64,
+         longer = data[0] & 128;
     int32_t skip = (data[0] >> 2) & 7;
     const char *rest = (const char *)data + 1;
     size_t n = size - 1;
@@ -202,6 +205,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (multi) {
             x = x * 1103515245u + 12345u + text[p];
             len = 1 + (x >> 16) % 6;
+            if (longer && (x >> 8) % 4 == 0) len = 200 + (x >> 20) % 101;
             if (len > tl - p) len = tl - p;
         }
         if (len == 1) {
