@@ -77,6 +77,23 @@ long=$(printf 'Once upon a time %.0s' $(seq 1 600))
 expect 400 "the context holds 2048" "${J[@]}" -d "{\"prompt\":\"$long\"}" "$U/v1/completions"
 head -c 1100000 /dev/zero | tr '\0' 'a' | sed 's/^/{"prompt":"/; s/$/"}/' >"$tmp/big.json"
 expect 400 "larger than 1024 KB" "${J[@]}" --data-binary @"$tmp/big.json" "$U/v1/completions"
+# penalties and logit bias (llama-server's and OpenAI's fields), max_completion_tokens
+greedy='"prompt":"Once upon a time","max_tokens":40,"top_k":1'
+plain=$(curl -s "${J[@]}" -d "{$greedy}" "$U/v1/completions")
+for extra in '"repeat_penalty":1.5' '"frequency_penalty":1.5' '"presence_penalty":1.5' '"logit_bias":{"317":-100}' '"logit_bias":[[317,false]]'; do
+    got=$(curl -s "${J[@]}" -d "{$greedy,$extra}" "$U/v1/completions")
+    if grep -q '"finish_reason"' <<<"$got" && [ "$(grep -o '"text":"[^"]*"' <<<"$got")" != "$(grep -o '"text":"[^"]*"' <<<"$plain")" ]; then ok
+    else bad "$extra did not change the greedy text: $got"; fi
+done
+grep -q ' Lily' <<<"$plain" && ok || bad "the greedy text should name Lily: $plain"
+got=$(curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_completion_tokens":7,"max_tokens":20}' "$U/v1/completions")
+grep -q '"completion_tokens":7' <<<"$got" && ok || bad "max_completion_tokens: $got"
+expect 400 "'repeat_penalty' must be" "${J[@]}" -d '{"prompt":"x","repeat_penalty":0}' "$U/v1/completions"
+expect 400 "'frequency_penalty' must be" "${J[@]}" -d '{"prompt":"x","frequency_penalty":3}' "$U/v1/completions"
+expect 400 "outside the vocabulary" "${J[@]}" -d '{"prompt":"x","logit_bias":{"999999":1}}' "$U/v1/completions"
+expect 400 "not a token id" "${J[@]}" -d '{"prompt":"x","logit_bias":{"abc":1}}' "$U/v1/completions"
+expect 400 "must be a number" "${J[@]}" -d '{"prompt":"x","logit_bias":{"5":"high"}}' "$U/v1/completions"
+expect 400 "'max_completion_tokens' must be" "${J[@]}" -d '{"prompt":"x","max_completion_tokens":0}' "$U/v1/completions"
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
 expect 200 '"status":"ok"' "$U/health" # still standing

@@ -45,6 +45,7 @@ struct request {
     int               n_stop;
     size_t            max_stop;
     bt_token         *toks;     /* the prompt, tokenized once at parse time */
+    bt_logit_bias    *bias;     /* the request's logit_bias (owned), or NULL */
     int32_t           n_prompt;
     int               slot;     /* the slot that served it, -1 before */
     /* what happened */
@@ -117,6 +118,7 @@ static void request_unref(request *r) {
     if (left > 0) return;
     free(r->prompt);
     free(r->toks);
+    free(r->bias);
     bt_strategy_free(r->strategy);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->out);
@@ -645,6 +647,51 @@ static bool add_stop(void *user, const char *s, double adj, verr *e) {
     return true;
 }
 
+/* logit_bias: OpenAI's object {"token id": bias} or llama-server's [[id, bias], ...] where
+ * a bias of false bans the token. Replaces the server's -l biases. */
+static bool get_logit_bias(server *srv, const cJSON *b, request *r, verr *e) {
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(b, "logit_bias");
+    if (!lb || cJSON_IsNull(lb)) return true;
+    if (!cJSON_IsObject(lb) && !cJSON_IsArray(lb))
+        return fail(e, "logit_bias", "'logit_bias' must be an object {\"token id\": bias} or [[id, bias], ...]");
+    int n = cJSON_GetArraySize(lb);
+    if (n > 4096) return fail(e, "logit_bias", "'logit_bias' holds at most 4096 entries");
+    if (n == 0) {
+        r->sp.logit_bias = NULL;
+        r->sp.n_logit_bias = 0;
+        return true;
+    }
+    if (!(r->bias = calloc((size_t)n, sizeof *r->bias))) return fail(e, "logit_bias", "out of memory");
+    int32_t nv = bt_provider_n_vocab(srv->slots[0].provider), k = 0;
+    for (const cJSON *it = lb->child; it; it = it->next, k++) {
+        const cJSON *id = NULL, *bias = it;
+        double tok;
+        char *end = NULL;
+        if (cJSON_IsObject(lb)) {
+            tok = strtod(it->string, &end);
+            if (end == it->string || *end) return fail(e, "logit_bias", "logit_bias key '%s' is not a token id", it->string);
+        } else {
+            if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2)
+                return fail(e, "logit_bias", "each logit_bias entry must be [token id, bias]");
+            id = cJSON_GetArrayItem(it, 0);
+            bias = cJSON_GetArrayItem(it, 1);
+            if (!cJSON_IsNumber(id)) return fail(e, "logit_bias", "a logit_bias token id must be a number");
+            tok = id->valuedouble;
+        }
+        if (tok != floor(tok) || tok < 0 || tok >= nv)
+            return fail(e, "logit_bias", "logit_bias token %.10g is outside the vocabulary (%d tokens)", tok, nv);
+        float bv;
+        if (cJSON_IsFalse(bias)) bv = -INFINITY;
+        else if (cJSON_IsNumber(bias) && isfinite(bias->valuedouble) && fabs(bias->valuedouble) <= 1e6)
+            bv = (float)bias->valuedouble;
+        else return fail(e, "logit_bias", "a logit_bias bias must be a number (or false: ban)");
+        r->bias[k] = (bt_logit_bias){(bt_token)tok, bv};
+    }
+    r->sp.logit_bias = r->bias;
+    r->sp.n_logit_bias = n;
+    return true;
+}
+
 /* Fill a request from the JSON body of /v1/completions (chat false) or
  * /v1/chat/completions (chat true). */
 static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e) {
@@ -687,13 +734,33 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     r->sp.seed = A->seed;
     r->sp.max_new_tokens = A->n_predict;
     r->sp.cache_prompt = !A->no_cache_prompt;
+    r->sp.repeat_penalty = A->repeat_penalty;
+    r->sp.repeat_last_n = A->repeat_last_n;
+    r->sp.frequency_penalty = A->frequency_penalty;
+    r->sp.presence_penalty = A->presence_penalty;
+    r->sp.logit_bias = A->logit_bias;
+    r->sp.n_logit_bias = A->n_logit_bias;
     double v;
     bool has;
     /* as llama-server: any positive count; the end of the context stops the text
-     * ("length") whatever max_tokens says */
-    if (!get_num(b, "max_tokens", -1, INT32_MAX, true, &v, &has, e)) return false;
-    if (has && v == 0) return fail(e, "max_tokens", "'max_tokens' must be >= 1 (or -1: no limit)");
-    if (has) r->sp.max_new_tokens = v < 0 ? 0 : (int32_t)v; /* -1: llama-server's "no limit" */
+     * ("length") whatever max_tokens says. Current OpenAI clients send
+     * max_completion_tokens instead: it wins when both are given. */
+    static const char *const max_keys[] = {"max_tokens", "max_completion_tokens"};
+    for (int k = 0; k < 2; k++) {
+        if (!get_num(b, max_keys[k], -1, INT32_MAX, true, &v, &has, e)) return false;
+        if (has && v == 0) return fail(e, max_keys[k], "'%s' must be >= 1 (or -1: no limit)", max_keys[k]);
+        if (has) r->sp.max_new_tokens = v < 0 ? 0 : (int32_t)v; /* -1: llama-server's "no limit" */
+    }
+    /* repetition penalties and logit bias: llama-server's and OpenAI's names */
+    if (!get_num(b, "repeat_penalty", 1e-6, 1e6, false, &v, &has, e)) return false;
+    if (has) r->sp.repeat_penalty = (float)v;
+    if (!get_num(b, "repeat_last_n", -1, INT32_MAX, true, &v, &has, e)) return false;
+    if (has) r->sp.repeat_last_n = (int32_t)v;
+    if (!get_num(b, "frequency_penalty", -2, 2, false, &v, &has, e)) return false;
+    if (has) r->sp.frequency_penalty = (float)v;
+    if (!get_num(b, "presence_penalty", -2, 2, false, &v, &has, e)) return false;
+    if (has) r->sp.presence_penalty = (float)v;
+    if (!get_logit_bias(srv, b, r, e)) return false;
     if (!get_num(b, "temperature", 0, 1e4, false, &v, &has, e)) return false;
     if (has) r->sp.temperature = (float)v;
     if (!get_num(b, "top_p", 1e-9, 1, false, &v, &has, e)) return false;
@@ -952,8 +1019,9 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
         rc = send_error(c, 503, "server_shutting_down", NULL,
                         "the server is shutting down; the request was cancelled");
     else if (r->rc != BT_OK)
-        rc = send_error(c, r->rc == BT_ERR_CONTEXT_FULL ? 400 : 500,
-                        r->rc == BT_ERR_CONTEXT_FULL ? "invalid_request_error" : "server_error", NULL,
+        rc = send_error(c, r->rc == BT_ERR_CONTEXT_FULL || r->rc == BT_ERR_INVALID_ARG ? 400 : 500,
+                        r->rc == BT_ERR_CONTEXT_FULL || r->rc == BT_ERR_INVALID_ARG
+                            ? "invalid_request_error" : "server_error", NULL,
                         "%s", r->errmsg);
     else
         rc = send_json(c, 200, completion_json(srv, r));
@@ -1114,6 +1182,15 @@ int serve_main(int argc, char **argv) {
         return 1;
     }
     srv.n_ctx = bt_provider_n_ctx(bt_llama_pool_provider(srv.pool, 0));
+    int32_t nv = bt_provider_n_vocab(bt_llama_pool_provider(srv.pool, 0));
+    for (int32_t i = 0; i < srv.args.n_logit_bias; i++)
+        if (srv.args.logit_bias[i].token >= nv) {
+            fprintf(stderr, "backtrack serve: error: --logit-bias token %d is outside the vocabulary "
+                            "(%d tokens)\n", srv.args.logit_bias[i].token, nv);
+            bt_llama_pool_free(srv.pool);
+            cli_args_free(&srv.args);
+            return 2;
+        }
     const char *base = strrchr(srv.args.model, '/');
     snprintf(srv.model_id, sizeof srv.model_id, "%s", base ? base + 1 : srv.args.model);
     pthread_mutex_init(&srv.mu, NULL);
