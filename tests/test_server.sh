@@ -94,6 +94,27 @@ expect 400 "outside the vocabulary" "${J[@]}" -d '{"prompt":"x","logit_bias":{"9
 expect 400 "not a token id" "${J[@]}" -d '{"prompt":"x","logit_bias":{"abc":1}}' "$U/v1/completions"
 expect 400 "must be a number" "${J[@]}" -d '{"prompt":"x","logit_bias":{"5":"high"}}' "$U/v1/completions"
 expect 400 "'max_completion_tokens' must be" "${J[@]}" -d '{"prompt":"x","max_completion_tokens":0}' "$U/v1/completions"
+# what real clients send: CORS preflight and headers, routes without /v1, content parts,
+# chat ids, and fields that would change the output refused by name
+code=$(curl -s -o /dev/null -D "$tmp/pre.h" -w '%{http_code}' -X OPTIONS -H 'Origin: http://app.example' \
+    -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: content-type,x-stainless-os' \
+    "$U/v1/chat/completions")
+if [ "$code" = 204 ] && grep -qi '^access-control-allow-origin: \*' "$tmp/pre.h" &&
+   grep -qi '^access-control-allow-methods: .*POST' "$tmp/pre.h" &&
+   grep -qi '^access-control-allow-headers: content-type,x-stainless-os' "$tmp/pre.h"; then ok
+else bad "CORS preflight: $code $(cat "$tmp/pre.h")"; fi
+curl -s -D "$tmp/cors.h" -o /dev/null "$U/health"
+grep -qi '^access-control-allow-origin: \*' "$tmp/cors.h" && ok || bad "no CORS header on GET: $(cat "$tmp/cors.h")"
+curl -s -D "$tmp/cors2.h" -o /dev/null "${J[@]}" -d '{"prompt":5}' "$U/v1/completions"
+grep -qi '^access-control-allow-origin: \*' "$tmp/cors2.h" && ok || bad "no CORS header on an error"
+expect 200 '"id":"stories260K.gguf"' "$U/models"
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":4}' "$U/completions"
+expect 200 '"id":"chatcmpl-' "${J[@]}" -d '{"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"text","text":"there"}]}],"max_tokens":4}' "$U/chat/completions"
+expect 200 '"system_fingerprint":"backtrack-' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":4}' "$U/v1/chat/completions"
+expect 400 "type 'image_url' are not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}' "$U/v1/chat/completions"
+expect 400 "'tools' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}' "$U/v1/chat/completions"
+expect 400 "'response_format' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}' "$U/v1/chat/completions"
+expect 200 '"chat.completion"' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[],"response_format":{"type":"text"},"max_tokens":2}' "$U/v1/chat/completions"
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
 expect 200 '"status":"ok"' "$U/health" # still standing

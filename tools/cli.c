@@ -384,9 +384,10 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb},
         {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity},
         {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt},
+        {NULL, "--cors-origin", OPT_STR, 0, 0, &a->cors_origin},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
-    const int n_server_only = 7;
+    const int n_server_only = 8;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -580,6 +581,7 @@ void cli_server_usage(FILE *f) {
         "usage: backtrack serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4]\n"
         "                       [--queue 64] [-c N] [-t N] [-ngl N] [--max-body KB]\n"
         "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
+        "                       [--cors-origin ORIGIN]\n"
         "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
         "\n"
         "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions,\n"

@@ -46,6 +46,7 @@ typedef struct cli_args {
     float       slot_similarity; /* a slot whose cache holds more than this fraction of a
                                     prompt serves it; else the least recently used */
     int         no_cache_prompt; /* requests start cold unless they ask otherwise */
+    const char *cors_origin;     /* Access-Control-Allow-Origin (NULL: "*") */
     cli_strategy_spec *specs;
     int         n_specs;
     bt_strategy **parts; /* after cli_build_strategy: the n_specs strategies built, borrowed

@@ -322,6 +322,30 @@ static bool enqueue(server *srv, request *r) {
 
 /* ==== JSON helpers ================================================================ */
 
+/* CORS: browser-based clients (open-webui, SillyTavern, ...) call from their own origin.
+ * Set once at start from --cors-origin ("*" by default). */
+static const char *g_cors_origin = "*";
+
+static void add_cors(struct MHD_Response *resp) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", g_cors_origin);
+    if (strcmp(g_cors_origin, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+}
+
+/* A CORS preflight: 204 with what may be sent. */
+static enum MHD_Result send_preflight(struct MHD_Connection *c) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    add_cors(resp);
+    const char *asked = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            asked && *asked ? asked : "Content-Type, Authorization");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    enum MHD_Result rc = MHD_queue_response(c, 204, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *body) {
     char *text = cJSON_PrintUnformatted(body);
     cJSON_Delete(body);
@@ -329,6 +353,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
     MHD_add_response_header(resp, "Content-Type", "application/json");
+    add_cors(resp);
     enum MHD_Result rc = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return rc;
@@ -647,6 +672,52 @@ static bool add_stop(void *user, const char *s, double adj, verr *e) {
     return true;
 }
 
+/* A message's content given as OpenAI content parts: the text parts, joined by "\n" (as
+ * llama.cpp does for templates that take a string). Any other part type is refused by
+ * name: this server has no image or audio input. *out is malloc'd. */
+static bool join_parts(const cJSON *parts, char **out, verr *e) {
+    size_t len = 0, cap = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(type)) return fail(e, "messages", "each content part needs a string 'type'");
+        if (strcmp(type->valuestring, "text") != 0)
+            return fail(e, "messages", "content parts of type '%.40s' are not supported (text only)",
+                        type->valuestring);
+        if (!cJSON_IsString(text)) return fail(e, "messages", "a text content part needs a string 'text'");
+        if ((len > 0 && append(out, &len, &cap, "\n", 1) != 0) ||
+            append(out, &len, &cap, text->valuestring, strlen(text->valuestring)) != 0)
+            return fail(e, NULL, "out of memory");
+    }
+    if (!*out && !(*out = strdup(""))) return fail(e, NULL, "out of memory");
+    return true;
+}
+
+/* Fields that would change the output and that this server does not implement: refused
+ * by name, never silently ignored. */
+static bool refuse_unimplemented(const cJSON *b, verr *e) {
+    static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call",
+                                         "response_format", "json_schema", "grammar", "logprobs",
+                                         "top_logprobs", "best_of", "echo", "suffix", "audio",
+                                         "modalities", "prediction", "n_probs"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(b, fields[i]);
+        if (!it || cJSON_IsNull(it) || cJSON_IsFalse(it)) continue;
+        if ((strcmp(fields[i], "tools") == 0 || strcmp(fields[i], "functions") == 0) &&
+            cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0)
+            continue; /* an empty tool list asks for nothing */
+        if (strcmp(fields[i], "tool_choice") == 0 && cJSON_IsString(it) && strcmp(it->valuestring, "none") == 0)
+            continue;
+        if (strcmp(fields[i], "response_format") == 0) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
+            if (cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0) continue;
+        }
+        return fail(e, fields[i], "'%s' is not supported by this server", fields[i]);
+    }
+    return true;
+}
+
 /* logit_bias: OpenAI's object {"token id": bias} or llama-server's [[id, bias], ...] where
  * a bias of false bans the token. Replaces the server's -l biases. */
 static bool get_logit_bias(server *srv, const cJSON *b, request *r, verr *e) {
@@ -698,25 +769,46 @@ static bool parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     const cli_args *A = &srv->args;
     if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object");
     r->chat = chat;
+    if (chat) { /* OpenAI's id prefix for chat completions */
+        char id[sizeof r->id];
+        memcpy(id, "chat", 4);
+        memcpy(id + 4, r->id, sizeof id - 4);
+        id[sizeof id - 1] = '\0';
+        memcpy(r->id, id, sizeof id);
+    }
+    if (!refuse_unimplemented(b, e)) return false;
     if (chat) {
         const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(b, "messages");
         int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
         if (n == 0) return fail(e, "messages", "'messages' must be a non-empty array");
         bt_chat_message *m = calloc((size_t)n, sizeof *m);
-        if (!m) return fail(e, NULL, "out of memory");
+        char **joined = calloc((size_t)n, sizeof *joined); /* contents given as parts */
+        if (!m || !joined) {
+            free(m);
+            free(joined);
+            return fail(e, NULL, "out of memory");
+        }
         int i = 0;
+        bool ok = true;
         const cJSON *it;
         cJSON_ArrayForEach(it, msgs) {
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
             const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-            if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-                free(m);
-                return fail(e, "messages", "each message needs a string 'role' and 'content'");
+            if (!cJSON_IsString(role) || !(cJSON_IsString(content) || cJSON_IsArray(content))) {
+                ok = fail(e, "messages", "each message needs a string 'role' and a 'content' (a string "
+                                         "or an array of text parts)");
+                break;
             }
-            m[i++] = (bt_chat_message){role->valuestring, content->valuestring};
+            if (cJSON_IsArray(content) && !(ok = join_parts(content, &joined[i], e))) break;
+            m[i] = (bt_chat_message){role->valuestring, joined[i] ? joined[i] : content->valuestring};
+            i++;
         }
-        int rc = bt_llama_chat_messages(srv->slots[0].provider, srv->args.chat_template, m, n, &r->prompt);
+        int rc = ok ? bt_llama_chat_messages(srv->slots[0].provider, srv->args.chat_template, m, n, &r->prompt)
+                    : BT_OK;
+        for (int k = 0; k < n; k++) free(joined[k]);
+        free(joined);
         free(m);
+        if (!ok) return false;
         if (rc != BT_OK) return fail(e, "messages", "%s", bt_last_error());
     } else {
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "prompt");
@@ -830,6 +922,7 @@ static cJSON *completion_json(server *srv, const request *r) {
     cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion" : "text_completion");
     cJSON_AddNumberToObject(root, "created", (double)r->created);
     cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON_AddStringToObject(root, "system_fingerprint", "backtrack-" BT_VERSION);
     cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
     cJSON_AddNumberToObject(c, "index", 0);
@@ -854,6 +947,7 @@ static void sse_chunk(server *srv, request *r, const char *text, size_t len, boo
     cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddNumberToObject(root, "created", (double)r->created);
     cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON_AddStringToObject(root, "system_fingerprint", "backtrack-" BT_VERSION);
     cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
     cJSON_AddNumberToObject(c, "index", 0);
@@ -1006,6 +1100,7 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
         struct MHD_Response *resp =
             MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free);
         MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        add_cors(resp);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
         enum MHD_Result rc = MHD_queue_response(c, 200, resp);
         MHD_destroy_response(resp);
@@ -1051,7 +1146,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
-    if (strcmp(url, "/health") == 0 || strcmp(url, "/v1/health") == 0) {
+    if (strcmp(method, "OPTIONS") == 0) return send_preflight(c);
+    /* every route with or without /v1, as llama-server */
+    const char *route = strncmp(url, "/v1/", 4) == 0 ? url + 3 : url;
+    if (strcmp(route, "/health") == 0) {
         if (!get) return send_error(c, 405, "invalid_request_error", NULL, "use GET");
         cJSON *root = cJSON_CreateObject();
         pthread_mutex_lock(&srv->mu);
@@ -1064,7 +1162,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         pthread_mutex_unlock(&srv->mu);
         return send_json(c, 200, root);
     }
-    if (strcmp(url, "/v1/models") == 0) {
+    if (strcmp(route, "/models") == 0) {
         if (!get) return send_error(c, 405, "invalid_request_error", NULL, "use GET");
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "object", "list");
@@ -1076,7 +1174,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         cJSON_AddStringToObject(m, "owned_by", "backtrack");
         return send_json(c, 200, root);
     }
-    bool comp = strcmp(url, "/v1/completions") == 0, chat = strcmp(url, "/v1/chat/completions") == 0;
+    bool comp = strcmp(route, "/completions") == 0, chat = strcmp(route, "/chat/completions") == 0;
     if (comp || chat) {
         if (!post) return send_error(c, 405, "invalid_request_error", NULL, "use POST");
         return handle_generate(srv, c, bd, chat);
@@ -1182,6 +1280,7 @@ int serve_main(int argc, char **argv) {
         return 1;
     }
     srv.n_ctx = bt_provider_n_ctx(bt_llama_pool_provider(srv.pool, 0));
+    if (srv.args.cors_origin) g_cors_origin = srv.args.cors_origin;
     int32_t nv = bt_provider_n_vocab(bt_llama_pool_provider(srv.pool, 0));
     for (int32_t i = 0; i < srv.args.n_logit_bias; i++)
         if (srv.args.logit_bias[i].token >= nv) {
