@@ -115,6 +115,14 @@ expect 400 "type 'image_url' are not supported" "${J[@]}" -d '{"messages":[{"rol
 expect 400 "'tools' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}' "$U/v1/chat/completions"
 expect 400 "'response_format' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}' "$U/v1/chat/completions"
 expect 200 '"chat.completion"' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[],"response_format":{"type":"text"},"max_tokens":2}' "$U/v1/chat/completions"
+# the peers' names for phrase bans: each keeps "Lily" out of the greedy text that names her
+for extra in '"banned_strings":["Lily"]' '"banned_phrases":["Lily"]' '"banned_regex":["L[i]ly"]' '"banned_regex_case_insensitive":["lILY"]'; do
+    got=$(curl -s "${J[@]}" -d "{$greedy,$extra}" "$U/v1/completions")
+    if grep -q '"finish_reason"' <<<"$got" && ! grep -q 'Lily' <<<"$got"; then ok
+    else bad "$extra: $got"; fi
+done
+expect 400 "'banned_phrases' must" "${J[@]}" -d '{"prompt":"x","banned_phrases":"Lily"}' "$U/v1/completions"
+expect 400 "missing closing parenthesis" "${J[@]}" -d '{"prompt":"x","banned_regex":["("]}' "$U/v1/completions"
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
 expect 200 '"status":"ok"' "$U/health" # still standing

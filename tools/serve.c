@@ -482,53 +482,100 @@ static bool only_fields(const cJSON *o, const char *const *allowed, verr *e) {
     return true;
 }
 
-static bt_strategy *make_antislop(const cJSON *o, const cJSON *banned, verr *e) {
+/* Build AntiSlop from a filled list and regexes (both emptied here). */
+static bt_strategy *antislop_from(bt_phrase_list *l, strlist *re, bt_antislop_params *ap,
+                                  const char *param, verr *e) {
+    ap->phrases = l;
+    ap->regexes = (const char *const *)re->s;
+    ap->n_regexes = re->n;
+    bt_strategy *s = bt_antislop_strategy_init(ap);
+    if (!s) fail(e, param, "antislop: %s", bt_last_error());
+    bt_phrase_list_free(l);
+    strlist_free(re);
+    return s;
+}
+
+static bt_strategy *make_antislop(const cJSON *o, verr *e) {
     static const char *const fields[] = {"slops", "regexes", "whole_word", "with_variants",
                                          "keep_index_buffer", "skip_tokens", "max_retries",
                                          "max_retries_total", NULL};
     bt_phrase_list *l = bt_phrase_list_new();
     strlist re = {0};
-    bt_strategy *s = NULL;
     bt_antislop_params ap = bt_antislop_default_params();
     double v;
     bool has;
     if (!l) return NULL;
-    if (banned) {
-        const cJSON *x;
-        if (!cJSON_IsArray(banned)) {
-            fail(e, "banned_strings", "'banned_strings' must be an array of strings");
-            goto done;
-        }
-        cJSON_ArrayForEach(x, banned) {
-            if (!cJSON_IsString(x)) {
-                fail(e, "banned_strings", "'banned_strings' must hold strings");
-                goto done;
-            }
-            if (!add_phrase(l, x->valuestring, 0.0, e)) goto done;
-        }
-    } else {
-        if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_phrase, l, e) ||
-            !get_strings(o, "regexes", false, add_string, &re, e) ||
-            !get_bool(o, "whole_word", &ap.whole_word, e) ||
-            !get_bool(o, "with_variants", &ap.with_variants, e))
-            goto done;
-        if (!get_num(o, "keep_index_buffer", 0, 1e6, true, &v, &has, e)) goto done;
-        if (has) ap.keep_index_buffer = (int32_t)v;
-        if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto done;
-        if (has) ap.skip_tokens = (int32_t)v;
-        if (!get_num(o, "max_retries", 1, 1e6, true, &v, &has, e)) goto done;
-        if (has) ap.max_retries_per_position = (int32_t)v;
-        if (!get_num(o, "max_retries_total", 1, 1e8, true, &v, &has, e)) goto done;
-        if (has) ap.max_retries_total = (int32_t)v;
-    }
-    ap.phrases = l;
-    ap.regexes = (const char *const *)re.s;
-    ap.n_regexes = re.n;
-    if (!(s = bt_antislop_strategy_init(&ap))) fail(e, banned ? "banned_strings" : "strategies", "antislop: %s", bt_last_error());
-done:
+    if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_phrase, l, e) ||
+        !get_strings(o, "regexes", false, add_string, &re, e) ||
+        !get_bool(o, "whole_word", &ap.whole_word, e) ||
+        !get_bool(o, "with_variants", &ap.with_variants, e))
+        goto fail;
+    if (!get_num(o, "keep_index_buffer", 0, 1e6, true, &v, &has, e)) goto fail;
+    if (has) ap.keep_index_buffer = (int32_t)v;
+    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto fail;
+    if (has) ap.skip_tokens = (int32_t)v;
+    if (!get_num(o, "max_retries", 1, 1e6, true, &v, &has, e)) goto fail;
+    if (has) ap.max_retries_per_position = (int32_t)v;
+    if (!get_num(o, "max_retries_total", 1, 1e8, true, &v, &has, e)) goto fail;
+    if (has) ap.max_retries_total = (int32_t)v;
+    return antislop_from(l, &re, &ap, "strategies", e);
+fail:
     bt_phrase_list_free(l);
     strlist_free(&re);
-    return s;
+    return NULL;
+}
+
+/* The peers' shorthands for AntiSlop, so clients written for them work unchanged:
+ * KoboldCpp's and ik_llama.cpp's banned_strings, Aphrodite's banned_phrases (hard bans),
+ * ik_llama.cpp's banned_regex and banned_regex_case_insensitive. One AntiSlop for all of
+ * them; NULL with e->msg empty when the request names none. */
+static bool add_regex_ci(void *user, const char *s, double adj, verr *e) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "(?i)%s", s) >= (int)sizeof buf)
+        return fail(e, "banned_regex_case_insensitive", "a regex is longer than 4,000 bytes");
+    return add_string(user, buf, adj, e);
+}
+
+static bt_strategy *make_banned(const cJSON *body, verr *e) {
+    static const char *const phrase_keys[] = {"banned_strings", "banned_phrases"};
+    bt_phrase_list *l = bt_phrase_list_new();
+    strlist re = {0};
+    bt_antislop_params ap = bt_antislop_default_params();
+    const char *param = NULL;
+    if (!l) return NULL;
+    for (int k = 0; k < 2; k++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, phrase_keys[k]);
+        if (!it || cJSON_IsNull(it)) continue;
+        param = phrase_keys[k];
+        if (!cJSON_IsArray(it)) {
+            fail(e, param, "'%s' must be an array of strings", param);
+            goto fail;
+        }
+        const cJSON *x;
+        cJSON_ArrayForEach(x, it) {
+            if (!cJSON_IsString(x)) {
+                fail(e, param, "'%s' must hold strings", param);
+                goto fail;
+            }
+            if (!add_phrase(l, x->valuestring, 0.0, e)) goto fail;
+        }
+    }
+    const cJSON *r1 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex");
+    const cJSON *r2 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex_case_insensitive");
+    if (r1 && !cJSON_IsNull(r1)) param = "banned_regex";
+    if (r2 && !cJSON_IsNull(r2)) param = "banned_regex_case_insensitive";
+    if (!get_strings(body, "banned_regex", false, add_string, &re, e) ||
+        !get_strings(body, "banned_regex_case_insensitive", false, add_regex_ci, &re, e))
+        goto fail;
+    if (!param) {
+        bt_phrase_list_free(l);
+        return NULL;
+    }
+    return antislop_from(l, &re, &ap, param, e);
+fail:
+    bt_phrase_list_free(l);
+    strlist_free(&re);
+    return NULL;
 }
 
 static bt_strategy *make_replace(const cJSON *o, verr *e) {
@@ -606,7 +653,6 @@ static bt_strategy *make_adaptive(const cJSON *o, verr *e) {
 /* The request's strategies (NULL with e->msg empty: none asked for). */
 static bt_strategy *build_strategies(const cJSON *body, verr *e) {
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "strategies");
-    const cJSON *banned = cJSON_GetObjectItemCaseSensitive(body, "banned_strings");
     bt_strategy *parts[16];
     int n = 0;
     if (list && !cJSON_IsNull(list)) {
@@ -628,7 +674,7 @@ static bt_strategy *build_strategies(const cJSON *body, verr *e) {
             }
             const char *nm = name->valuestring;
             static const char *const none[] = {NULL};
-            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, NULL, e);
+            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, e);
             else if (strcmp(nm, "replace") == 0) s = make_replace(o, e);
             else if (strcmp(nm, "creative-writing") == 0) s = make_creative(o, e);
             else if (strcmp(nm, "adaptive-temperature") == 0) s = make_adaptive(o, e);
@@ -643,11 +689,9 @@ static bt_strategy *build_strategies(const cJSON *body, verr *e) {
             parts[n++] = s;
         }
     }
-    if (banned && !cJSON_IsNull(banned)) {
-        bt_strategy *s = make_antislop(NULL, banned, e);
-        if (!s) goto fail;
-        parts[n++] = s;
-    }
+    bt_strategy *banned = make_banned(body, e);
+    if (e->msg[0]) goto fail;
+    if (banned) parts[n++] = banned;
     if (n == 0) return NULL;
     if (n == 1) return parts[0];
     bt_strategy *chain = bt_chain_strategy_init(parts, n);
