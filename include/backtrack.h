@@ -28,7 +28,7 @@
 extern "C" {
 #endif
 
-#define BT_VERSION "0.1.0"
+#define BT_VERSION "0.2.0"
 
 typedef int32_t bt_token;
 

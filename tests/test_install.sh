@@ -10,7 +10,7 @@ prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-test "$(pkg-config --modversion backtrack)" = 0.1.0
+test "$(pkg-config --modversion backtrack)" = 0.2.0
 cc -Wall -Wextra "$src/examples/minimal.c" -o "$prefix/minimal" $(pkg-config --cflags --libs backtrack)
 out=$("$prefix/minimal" "$model")
 [ ${#out} -gt 50 ]
