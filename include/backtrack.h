@@ -198,6 +198,9 @@ typedef struct bt_provider_i {
 struct bt_provider {
     const bt_provider_i *iface; /* borrowed: usually a static const table */
     void                *ctx;   /* owned: freed by iface->free            */
+    uint64_t             serial_; /* private: unique per bt_provider_init, never reused
+                                     (caches keyed on a provider must not trust its
+                                     address, which a later provider may get)         */
 };
 
 /* Wrap a vtable and its context. Returns NULL (and sets the last error) if a required slot

@@ -94,8 +94,10 @@ bt_provider *bt_provider_init(const bt_provider_i *iface, void *ctx) {
         bt__fail(BT_ERR_NOMEM, "out of memory");
         return NULL;
     }
+    static _Atomic uint64_t serials;
     p->iface = iface;
     p->ctx = ctx;
+    p->serial_ = ++serials;
     return p;
 }
 

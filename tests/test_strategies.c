@@ -520,6 +520,83 @@ static void test_phrase_lists(void) {
     bt_phrase_list_free(e);
 }
 
+/* One AntiSlop used on two providers in turn, the second made where the first was freed:
+ * an "arena" provider (its token texts in one block, like a provider that maps a file)
+ * whose blocks glibc hands back, so the second has the first's address and its token
+ * texts the same addresses and lengths, with other bytes. The folded vocabulary the
+ * strategy caches must not be the first provider's: the ban of "ann" must catch "Ann". */
+typedef struct arena_prov {
+    char    pad[200];  /* a size class of its own: its block comes back on reuse */
+    char   *texts;     /* "\0Bob\0 " or "\0Ann\0 ": token t at off[t] */
+    float   logits[3];
+    int32_t n_held;
+} arena_prov;
+static const int32_t ARENA_OFF[4] = {0, 1, 4, 5};
+static int32_t ar_nv(void *c) { (void)c; return 3; }
+static int32_t ar_ctx(void *c) { (void)c; return 64; }
+static int ar_tok(void *c, const char *t, size_t l, bool a, bool b, bt_token *o, int32_t cap, int32_t *n) {
+    (void)c, (void)t, (void)l, (void)a, (void)b, (void)o, (void)cap, (void)n;
+    return BT_ERR_UNSUPPORTED;
+}
+static int ar_text(void *c, bt_token id, const char **b, size_t *l) {
+    *b = ((arena_prov *)c)->texts + ARENA_OFF[id];
+    *l = (size_t)(ARENA_OFF[id + 1] - ARENA_OFF[id]);
+    return BT_OK;
+}
+static bool ar_eog(void *c, bt_token id) { (void)c; return id == 0; }
+static int ar_eval(void *c, const bt_token *seq, int32_t n, const float **l, bt_eval_info *i) {
+    (void)seq;
+    arena_prov *a = c;
+    a->n_held = n;
+    a->logits[0] = n >= 3 ? 10.0f : 0.0f; /* the name, then the end */
+    a->logits[1] = n >= 3 ? 0.0f : 10.0f;
+    a->logits[2] = 0.0f;
+    *l = a->logits;
+    if (i) *i = (bt_eval_info){0, 0};
+    return BT_OK;
+}
+static int ar_rewind(void *c, int32_t n) { ((arena_prov *)c)->n_held -= n; return BT_OK; }
+static void ar_free(void *c) {
+    free(((arena_prov *)c)->texts);
+    free(c);
+}
+static const bt_provider_i arena_iface = {.name = "arena", .n_vocab = ar_nv, .n_ctx = ar_ctx,
+                                          .tokenize = ar_tok, .token_text = ar_text,
+                                          .is_eog = ar_eog, .eval = ar_eval, .rewind = ar_rewind,
+                                          .free = ar_free};
+static bt_provider *arena_provider(const char *name) {
+    arena_prov *a = calloc(1, sizeof *a);
+    a->texts = malloc(1000); /* another size class of its own */
+    memcpy(a->texts, "\0", 1);
+    memcpy(a->texts + 1, name, 3);
+    memcpy(a->texts + 4, " ", 1);
+    return bt_provider_init(&arena_iface, a);
+}
+static void test_antislop_across_providers(void) {
+    const char *ph[] = {"ann"};
+    bt_strategy *as = antislop(ph, NULL, 1, NULL);
+    bt_sampler_params sp = bt_sampler_default_params();
+    sp.top_k = 0;
+    sp.seed = 2;
+    sp.max_new_tokens = 2;
+    const bt_token prompt[] = {2};
+    const void *addr[2] = {NULL, NULL};
+    for (int round = 0; round < 2; round++) {
+        bt_provider *p = arena_provider(round == 0 ? "Bob" : "Ann");
+        addr[round] = p;
+        bt_sampler *s = bt_sampler_init(p, as, &sp);
+        sink k = {0};
+        bt_stats st;
+        CHECK_EQ_INT(bt_generate_tokens(s, prompt, 1, collect, &k, &st), BT_OK);
+        if (round == 0) CHECK(strstr(k.text, "Bob") != NULL);
+        else CHECK(strstr(k.text, "Ann") == NULL && st.n_rewinds > 0);
+        bt_sampler_free(s);
+        bt_provider_free(p);
+    }
+    if (addr[0] != addr[1]) fprintf(stderr, "  (the second provider got another address)\n");
+    bt_strategy_free(as);
+}
+
 /* ---- Replace ----------------------------------------------------------------------- */
 
 static model think_model(int32_t n_pos) {
@@ -831,6 +908,7 @@ int main(void) {
     RUN(test_antislop_regex);
     RUN(test_antislop_hold_back);
     RUN(test_phrase_lists);
+    RUN(test_antislop_across_providers);
     RUN(test_replace);
     RUN(test_replace_broken_forcing);
     RUN(test_creative_not_flat);

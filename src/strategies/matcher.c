@@ -376,7 +376,7 @@ static int token_text(const bt_provider *p, bt_token t, const char **b, size_t *
  * folding are what they were: then this costs what reading the lengths did before. */
 static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
     int32_t nv = bt_provider_n_vocab(p);
-    if (f->ready && f->prov == p && f->n_vocab == nv && f->fold == fold) {
+    if (f->ready && f->prov_serial == p->serial_ && f->n_vocab == nv && f->fold == fold) {
         bool same = true;
         for (bt_token t = 0; t < nv && same; t++) {
             const char *b;
@@ -460,7 +460,7 @@ static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
     }
     memset(f->pool + used, 0, POOL_PAD);
     memset(f->cls + used, 0, POOL_PAD);
-    f->prov = p;
+    f->prov_serial = p->serial_;
     f->n_vocab = nv;
     f->fold = fold;
     f->ready = true;

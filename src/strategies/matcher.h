@@ -69,7 +69,7 @@ typedef struct bt__vtok {
 } bt__vtok;
 
 typedef struct bt__vocab_fold {
-    const bt_provider *prov;
+    uint64_t prov_serial;  /* the provider's serial_ (its address may be reused) */
     int32_t      n_vocab;
     bool         fold;
     bool         ready;
