@@ -19,7 +19,7 @@ slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
 [ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
 slots=8
 ctx=2048
-threads=$(nproc)
+threads=${BT_PEER_THREADS:-$(nproc)}   # both servers get the same threads
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; pids=(); }
