@@ -271,6 +271,7 @@ static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
         bool use_re = re.pattern >= 0 && (ph.pattern < 0 || re.start < ph.start);
         int32_t r = act(a, v, use_re ? &re : &ph);
         if (r > 0) return r;
+        if (a->n_bans >= a->cap_bans) break; /* no ban is possible any more: nothing to do */
         if (!use_re) {
             ph = bt__scan_next(&a->scan, &ph);
         } else if (a->n_lt < a->cap_lt) {
