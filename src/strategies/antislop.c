@@ -7,8 +7,8 @@
  * to the token holding the match's first byte and ban that token at that position only
  * (hard), or scale its probability there (soft). A match that has to be let through
  * (limits, a soft ban re-chosen) hides nothing: the next match found at the same step is
- * handled in turn, and a regex match let through is remembered so that it is neither
- * found again nor holds text back. Bans live in a pool sized by max_retries_total, so the
+ * handled in turn (until the ban pool is used up: then none could be banned), and a regex
+ * match let through is remembered so that it is neither found again nor holds text back. Bans live in a pool sized by max_retries_total, so the
  * loop allocates nothing. A rewind, whoever asked for it, drops what belonged to the
  * removed text (on_rewind).
  */

@@ -123,8 +123,8 @@ typedef struct bt__scan {
 } bt__scan;
 
 /* Allocate for up to max_tokens tokens of the provider's vocabulary. The first call for a
- * provider folds its vocabulary (once; later calls check that its token texts are the same
- * pointers and lengths, and reuse it). Until the next begin, tokens are read from that
+ * provider folds its vocabulary (once; later calls check that it is the same provider, by
+ * serial, with the same token text pointers and lengths, and reuse it). Until the next begin, tokens are read from that
  * cache, not asked of the provider again. */
 int  bt__scan_begin(bt__scan *s, const bt__automaton *a, bool whole_word, int32_t max_tokens,
                     const bt_provider *p);
