@@ -284,6 +284,17 @@ static const cli_strategy_def *find_def(const char *name) {
     return NULL;
 }
 
+bt_llama_params cli_llama_params(const cli_args *a) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = a->model;
+    lp.n_ctx = a->n_ctx;
+    lp.n_threads = a->n_threads;
+    lp.n_gpu_layers = a->n_gpu_layers;
+    lp.logits_window = a->logits_window;
+    lp.verbose = a->verbose;
+    return lp;
+}
+
 void cli_args_free(cli_args *a) {
     for (int i = 0; i < a->n_specs; i++)
         for (int j = 0; j < CLI_MAX_OPTS; j++) {

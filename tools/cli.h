@@ -65,6 +65,10 @@ int cli_parse_server(int argc, char **argv, cli_args *a, char *err, size_t errca
 
 void cli_args_free(cli_args *a);
 
+/* The llama.cpp provider's parameters the arguments ask for (model, context, threads,
+ * layers, ...), shared by the CLI and the server. Borrows strings from *a. */
+bt_llama_params cli_llama_params(const cli_args *a);
+
 /* Build the strategy the arguments ask for (a chain when several -s were given; noop
  * when none). Returns BT_OK or an error code with the reason in err. */
 int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err,

@@ -113,13 +113,7 @@ int main(int argc, char **argv) {
         goto fail;
     }
 
-    bt_llama_params lp = bt_llama_default_params();
-    lp.model_path = a.model;
-    lp.n_ctx = a.n_ctx;
-    lp.n_threads = a.n_threads;
-    lp.n_gpu_layers = a.n_gpu_layers;
-    lp.logits_window = a.logits_window;
-    lp.verbose = a.verbose;
+    bt_llama_params lp = cli_llama_params(&a);
     if (!(prov = bt_llama_provider_init(&lp))) {
         snprintf(err, sizeof err, "%s", bt_last_error());
         goto fail;

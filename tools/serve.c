@@ -1309,13 +1309,7 @@ int serve_main(int argc, char **argv) {
         return 2;
     }
 
-    bt_llama_params lp = bt_llama_default_params();
-    lp.model_path = srv.args.model;
-    lp.n_ctx = srv.args.n_ctx;
-    lp.n_threads = srv.args.n_threads;
-    lp.n_gpu_layers = srv.args.n_gpu_layers;
-    lp.logits_window = srv.args.logits_window;
-    lp.verbose = srv.args.verbose;
+    bt_llama_params lp = cli_llama_params(&srv.args);
     srv.n_slots = srv.args.parallel;
     srv.pool = bt_llama_pool_init(&lp, srv.n_slots);
     if (!srv.pool) {
