@@ -1,4 +1,4 @@
-/* serve.h -- `backtrack serve`, the OpenAI-compatible HTTP server (serve.c). */
+/* serve.h -- `backtrack serve`, the OpenAI-compatible HTTP server (tools/serve*.c). */
 #ifndef BT_SERVE_H
 #define BT_SERVE_H
 

@@ -1,0 +1,177 @@
+/*
+ * serve_internal.h -- private to `backtrack serve`: the records its files share and each
+ * file's entry points. One concern per file:
+ *
+ *   serve.c         main: flags, startup, signals, the shutdown sequence
+ *   serve_http.c    libmicrohttpd: routing, JSON and server-sent-event answers, CORS
+ *   serve_openai.c  OpenAI's wire format: a request body -> a request record (validated),
+ *                   a finished request -> a response or stream chunks
+ *   serve_slots.c   requests, the queue, the slots and their workers, cancellation,
+ *                   released text and stop strings
+ *
+ * Locking: srv->mu guards the queue, the slots' assignments and the server's counters;
+ * r->mu guards one request's output and state. Never take srv->mu while holding r->mu.
+ */
+#ifndef BT_SERVE_INTERNAL_H
+#define BT_SERVE_INTERNAL_H
+
+#include "cli.h"
+#include "serve.h"
+
+#include <cJSON.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_STOP 8
+
+/* ==== Records ================================================================ */
+
+typedef struct request request;
+struct request {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    int             refs;     /* the connection and, once queued, the worker */
+    request        *next;     /* queue link */
+    /* what to do */
+    char             *prompt;
+    bool              chat, stream;
+    bt_sampler_params sp;
+    bt_strategy      *strategy; /* NULL: the slot's default */
+    char             *stop[MAX_STOP];
+    int               n_stop;
+    size_t            max_stop;
+    bt_token         *toks;     /* the prompt, tokenized once at parse time */
+    bt_logit_bias    *bias;     /* the request's logit_bias (owned), or NULL */
+    int32_t           n_prompt;
+    int               slot;     /* the slot that served it, -1 before */
+    /* what happened */
+    char      *out;        /* text produced, stop string cut off */
+    size_t     out_len, out_cap;
+    size_t     visible;    /* bytes that can be sent (no possible stop-string prefix) */
+    size_t     sent;       /* streaming: bytes already sent */
+    bool       stop_hit, done, cancelled, started;
+    bt_sampler *smp;       /* while generating: for cancel() */
+    bool       shutdown;   /* cancelled because the server stops */
+    int        rc;
+    char       errmsg[256];
+    bt_stats   st;
+    /* streaming wire state */
+    char      *wire;       /* SSE bytes not yet handed to MHD */
+    size_t     wire_len, wire_cap, wire_off;
+    bool       sent_role, sent_final;
+    char       id[40];
+    long long  created;
+};
+
+typedef struct server server;
+
+typedef struct slot {
+    server      *srv;
+    int          index;
+    bt_provider *provider;    /* borrowed from the pool */
+    bt_strategy *fallback;    /* the server's -s strategies for this slot, or NULL */
+    pthread_t    thread;
+    /* under srv->mu */
+    pthread_cond_t cv;        /* a request was assigned, or the server stops */
+    request       *req;       /* assigned, not yet finished; NULL when idle */
+    long long      last_used; /* LRU clock when its last request finished (0: never) */
+} slot;
+
+struct server {
+    cli_args        args;
+    bt_llama_pool  *pool;
+    slot           *slots;
+    int             n_slots;
+    char            model_id[256];
+    int32_t         n_ctx;
+    /* the queue */
+    pthread_mutex_t mu;
+    request        *head, *tail;
+    int             n_waiting, n_running;
+    bool            stop;
+    long long       n_served, n_cancelled, clock;
+    int             n_conns;   /* connections between their first call and their end */
+};
+
+/* A validation failure: the message for the client and the field it names ("" for none). */
+typedef struct verr {
+    char msg[400];
+    char param[64];
+} verr;
+
+/* Append n bytes to a growing NUL-terminated buffer; -1 when memory runs out (the buffer
+ * is left as it was). */
+static inline int sbuf_append(char **buf, size_t *len, size_t *cap, const char *s, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t nc = (*len + n + 1) * 2;
+        char *nb = realloc(*buf, nc);
+        if (!nb) return -1;
+        *buf = nb;
+        *cap = nc;
+    }
+    memcpy(*buf + *len, s, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return 0;
+}
+
+/* ==== serve_slots.c: requests, queue, workers =================================== */
+
+/* A new request with one reference (the connection's) and a fresh id. NULL: no memory. */
+request *request_new(void);
+
+/* Drop one reference; the last one frees the request and everything it owns. */
+void request_unref(request *r);
+
+/* Cancel a request: it is skipped if not started, and a running generation ends at its
+ * next step even when its strategy holds all text back. Caller holds r->mu. */
+void request_cancel_locked(request *r);
+
+/* Queue a request (the queue takes a reference); false when the queue is full. */
+bool slots_enqueue(server *srv, request *r);
+
+/* Start one worker thread per slot (the slots' providers and fallbacks set). Returns how
+ * many started; fewer than srv->n_slots means a failure. */
+int slots_start(server *srv);
+
+/* The server stops: no more dispatch; queued requests are cancelled and marked done (their
+ * connections answer 503), running ones are cancelled (they end at their next step). */
+void slots_shutdown(server *srv);
+
+/* Wake the first `started` workers, wait for them to end, free what is still queued. */
+void slots_join(server *srv, int started);
+
+/* ==== serve_openai.c: OpenAI's wire format ====================================== */
+
+/* Fill a request from the JSON body of /v1/completions (chat false) or
+ * /v1/chat/completions (chat true). False with *e filled on a bad request. */
+bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e);
+
+/* The response to a finished non-streaming request (owned by the caller). */
+cJSON *openai_completion_json(server *srv, const request *r);
+
+/* One stream chunk as JSON text (malloc'd, NULL when memory runs out): `text` (may be
+ * NULL), `final` adds the finish reason, usage and statistics. Caller holds r->mu. */
+char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final);
+
+/* The error event that ends a stream whose generation failed (malloc'd, or NULL). */
+char *openai_stream_error_json(const char *msg);
+
+/* ==== serve_http.c: the HTTP side ================================================ */
+
+struct MHD_Daemon;
+
+/* Listen on addr and answer requests (one thread per connection). NULL on failure
+ * (errno says why). */
+struct MHD_Daemon *http_start(server *srv, const struct sockaddr_in *addr);
+
+/* Stop accepting new connections; the open ones go on. */
+void http_stop_accepting(struct MHD_Daemon *d);
+
+/* Stop the daemon: waits for the connection threads, drops what is still open. */
+void http_stop(struct MHD_Daemon *d);
+
+#endif

@@ -1,0 +1,691 @@
+/*
+ * serve_openai.c -- OpenAI's wire format for `backtrack serve`: a request body (JSON) is
+ * checked field by field and becomes a request record (prompt, tokens, sampling
+ * parameters, stop strings, strategies); a finished request becomes a completion object,
+ * and a running one stream chunks. Every refusal names its field; a field that would
+ * change the output and is not implemented is refused, never ignored.
+ */
+#include "serve_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ==== JSON fields ============================================================= */
+
+static bool fail(verr *e, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    return false;
+}
+
+/* Read an optional number field within [lo, hi]; integer when asked. */
+static bool get_num(const cJSON *obj, const char *key, double lo, double hi, bool integer,
+                    double *out, bool *present, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (present) *present = false;
+    if (!it || cJSON_IsNull(it)) return true;
+    if (!cJSON_IsNumber(it)) return fail(e, key, "'%s' must be a number", key);
+    double v = it->valuedouble;
+    if (!isfinite(v) || v < lo || v > hi || (integer && v != floor(v)))
+        return fail(e, key, "'%s' must be %s in [%.10g, %.10g]", key, integer ? "an integer" : "a number", lo, hi);
+    *out = v;
+    if (present) *present = true;
+    return true;
+}
+
+static bool get_bool(const cJSON *obj, const char *key, bool *out, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) return true;
+    if (!cJSON_IsBool(it)) return fail(e, key, "'%s' must be true or false", key);
+    *out = cJSON_IsTrue(it);
+    return true;
+}
+
+/* A string or an array of strings (each non-empty, valid for the phrase list). Calls
+ * add(user, s) for each. */
+static bool get_strings(const cJSON *obj, const char *key, bool required,
+                        bool (*add)(void *, const char *, double, verr *), void *user, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) return required ? fail(e, key, "'%s' is required", key) : true;
+    if (cJSON_IsString(it)) return add(user, it->valuestring, 0.0, e);
+    if (!cJSON_IsArray(it)) return fail(e, key, "'%s' must be a string or an array of strings", key);
+    const cJSON *x;
+    cJSON_ArrayForEach(x, it) {
+        double adj = 0.0;
+        const cJSON *sx = x;
+        if (cJSON_IsArray(x)) { /* [phrase, adjustment] */
+            sx = cJSON_GetArrayItem(x, 0);
+            const cJSON *n = cJSON_GetArrayItem(x, 1);
+            if (!cJSON_IsNumber(n) || !(n->valuedouble > 0 && n->valuedouble <= 1))
+                return fail(e, key, "'%s': [phrase, adjustment] needs an adjustment in (0, 1]", key);
+            adj = n->valuedouble;
+        }
+        if (!cJSON_IsString(sx)) return fail(e, key, "'%s' must hold strings", key);
+        if (!add(user, sx->valuestring, adj, e)) return false;
+    }
+    return true;
+}
+
+/* ==== Strategies from JSON ======================================================== */
+
+typedef struct strlist {
+    char  **s;
+    int32_t n;
+} strlist;
+
+static bool add_phrase(void *user, const char *s, double adj, verr *e) {
+    if (bt_phrase_list_add(user, s, strlen(s), (float)adj) != BT_OK)
+        return fail(e, "strategies", "phrase \"%.60s\": %s", s, bt_last_error());
+    return true;
+}
+
+static bool add_string(void *user, const char *s, double adj, verr *e) {
+    (void)adj;
+    strlist *l = user;
+    if (!*s) return fail(e, "strategies", "empty string");
+    char **ns = realloc(l->s, (size_t)(l->n + 1) * sizeof *ns);
+    if (!ns) return fail(e, "strategies", "out of memory");
+    l->s = ns;
+    if (!(l->s[l->n] = strdup(s))) return fail(e, "strategies", "out of memory");
+    l->n++;
+    return true;
+}
+
+static void strlist_free(strlist *l) {
+    for (int32_t i = 0; i < l->n; i++) free(l->s[i]);
+    free(l->s);
+    l->s = NULL;
+    l->n = 0;
+}
+
+/* Fields each strategy accepts: anything else is refused (a typo should not pass). */
+static bool only_fields(const cJSON *o, const char *const *allowed, verr *e) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o) {
+        bool ok = strcmp(it->string, "name") == 0;
+        for (int i = 0; allowed[i] && !ok; i++) ok = strcmp(it->string, allowed[i]) == 0;
+        if (!ok) return fail(e, "strategies", "unknown field '%s' for this strategy", it->string);
+    }
+    return true;
+}
+
+/* Build AntiSlop from a filled list and regexes (both emptied here). */
+static bt_strategy *antislop_from(bt_phrase_list *l, strlist *re, bt_antislop_params *ap,
+                                  const char *param, verr *e) {
+    ap->phrases = l;
+    ap->regexes = (const char *const *)re->s;
+    ap->n_regexes = re->n;
+    bt_strategy *s = bt_antislop_strategy_init(ap);
+    if (!s) fail(e, param, "antislop: %s", bt_last_error());
+    bt_phrase_list_free(l);
+    strlist_free(re);
+    return s;
+}
+
+static bt_strategy *make_antislop(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"slops", "regexes", "whole_word", "with_variants",
+                                         "keep_index_buffer", "skip_tokens", "max_retries",
+                                         "max_retries_total", NULL};
+    bt_phrase_list *l = bt_phrase_list_new();
+    strlist re = {0};
+    bt_antislop_params ap = bt_antislop_default_params();
+    double v;
+    bool has;
+    if (!l) return NULL;
+    if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_phrase, l, e) ||
+        !get_strings(o, "regexes", false, add_string, &re, e) ||
+        !get_bool(o, "whole_word", &ap.whole_word, e) ||
+        !get_bool(o, "with_variants", &ap.with_variants, e))
+        goto fail;
+    if (!get_num(o, "keep_index_buffer", 0, 1e6, true, &v, &has, e)) goto fail;
+    if (has) ap.keep_index_buffer = (int32_t)v;
+    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto fail;
+    if (has) ap.skip_tokens = (int32_t)v;
+    if (!get_num(o, "max_retries", 1, 1e6, true, &v, &has, e)) goto fail;
+    if (has) ap.max_retries_per_position = (int32_t)v;
+    if (!get_num(o, "max_retries_total", 1, 1e8, true, &v, &has, e)) goto fail;
+    if (has) ap.max_retries_total = (int32_t)v;
+    return antislop_from(l, &re, &ap, "strategies", e);
+fail:
+    bt_phrase_list_free(l);
+    strlist_free(&re);
+    return NULL;
+}
+
+/* The peers' shorthands for AntiSlop, so clients written for them work unchanged:
+ * KoboldCpp's and ik_llama.cpp's banned_strings, Aphrodite's banned_phrases (hard bans),
+ * ik_llama.cpp's banned_regex and banned_regex_case_insensitive. One AntiSlop for all of
+ * them; NULL with e->msg empty when the request names none. */
+static bool add_regex_ci(void *user, const char *s, double adj, verr *e) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "(?i)%s", s) >= (int)sizeof buf)
+        return fail(e, "banned_regex_case_insensitive", "a regex is longer than 4,000 bytes");
+    return add_string(user, buf, adj, e);
+}
+
+static bt_strategy *make_banned(const cJSON *body, verr *e) {
+    static const char *const phrase_keys[] = {"banned_strings", "banned_phrases"};
+    bt_phrase_list *l = bt_phrase_list_new();
+    strlist re = {0};
+    bt_antislop_params ap = bt_antislop_default_params();
+    const char *param = NULL;
+    if (!l) return NULL;
+    for (int k = 0; k < 2; k++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, phrase_keys[k]);
+        if (!it || cJSON_IsNull(it)) continue;
+        param = phrase_keys[k];
+        if (!cJSON_IsArray(it)) {
+            fail(e, param, "'%s' must be an array of strings", param);
+            goto fail;
+        }
+        const cJSON *x;
+        cJSON_ArrayForEach(x, it) {
+            if (!cJSON_IsString(x)) {
+                fail(e, param, "'%s' must hold strings", param);
+                goto fail;
+            }
+            if (!add_phrase(l, x->valuestring, 0.0, e)) goto fail;
+        }
+    }
+    const cJSON *r1 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex");
+    const cJSON *r2 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex_case_insensitive");
+    if (r1 && !cJSON_IsNull(r1)) param = "banned_regex";
+    if (r2 && !cJSON_IsNull(r2)) param = "banned_regex_case_insensitive";
+    if (!get_strings(body, "banned_regex", false, add_string, &re, e) ||
+        !get_strings(body, "banned_regex_case_insensitive", false, add_regex_ci, &re, e))
+        goto fail;
+    if (!param) {
+        bt_phrase_list_free(l);
+        return NULL;
+    }
+    return antislop_from(l, &re, &ap, param, e);
+fail:
+    bt_phrase_list_free(l);
+    strlist_free(&re);
+    return NULL;
+}
+
+static bt_strategy *make_replace(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"find", "replace", "max_replacements",
+                                         "max_new_tokens_for_replace", "skip_tokens", "max_prob", NULL};
+    strlist find = {0};
+    bt_strategy *s = NULL;
+    bt_replace_params rp = bt_replace_default_params();
+    const cJSON *repl = cJSON_GetObjectItemCaseSensitive(o, "replace");
+    double v;
+    bool has;
+    if (!only_fields(o, fields, e) || !get_strings(o, "find", true, add_string, &find, e)) goto done;
+    if (!cJSON_IsString(repl)) {
+        fail(e, "strategies", "replace: 'replace' must be a string");
+        goto done;
+    }
+    rp.find = (const char *const *)find.s;
+    rp.n_find = find.n;
+    rp.replace = repl->valuestring;
+    if (!get_num(o, "max_replacements", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.max_replacements = (int32_t)v;
+    if (!get_num(o, "max_new_tokens_for_replace", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.max_new_tokens_for_replace = (int32_t)v;
+    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto done;
+    if (has) rp.skip_tokens = (int32_t)v;
+    if (!get_num(o, "max_prob", 0, 1, false, &v, &has, e)) goto done;
+    if (has) rp.max_prob = (float)v;
+    if (!(s = bt_replace_strategy_init(&rp))) fail(e, "strategies", "replace: %s", bt_last_error());
+done:
+    strlist_free(&find);
+    return s;
+}
+
+static bt_strategy *make_creative(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"top_p_flat", "top_k_threshold_flat", "eos_penalty", NULL};
+    bt_creative_writing_params cp = bt_creative_writing_default_params();
+    double v;
+    bool has;
+    if (!only_fields(o, fields, e)) return NULL;
+    if (!get_num(o, "top_p_flat", 1e-6, 1, false, &v, &has, e)) return NULL;
+    if (has) cp.top_p_flat = (float)v;
+    if (!get_num(o, "top_k_threshold_flat", 1, 1e9, true, &v, &has, e)) return NULL;
+    if (has) cp.top_k_threshold_flat = (int32_t)v;
+    if (!get_num(o, "eos_penalty", 0, 1e6, false, &v, &has, e)) return NULL;
+    if (has) cp.eos_penalty = (float)v;
+    bt_strategy *s = bt_creative_writing_strategy_init(&cp);
+    if (!s) fail(e, "strategies", "creative-writing: %s", bt_last_error());
+    return s;
+}
+
+static bt_strategy *make_adaptive(const cJSON *o, verr *e) {
+    static const char *const fields[] = {"coeffs", NULL};
+    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
+    if (!only_fields(o, fields, e)) return NULL;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "coeffs");
+    if (c) {
+        if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 5) {
+            fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
+            return NULL;
+        }
+        for (int i = 0; i < 5; i++) {
+            const cJSON *x = cJSON_GetArrayItem(c, i);
+            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) {
+                fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
+                return NULL;
+            }
+            ap.coeffs[i] = (float)x->valuedouble;
+        }
+    }
+    bt_strategy *s = bt_adaptive_temperature_strategy_init(&ap);
+    if (!s) fail(e, "strategies", "adaptive-temperature: %s", bt_last_error());
+    return s;
+}
+
+/* The request's strategies (NULL with e->msg empty: none asked for). */
+static bt_strategy *build_strategies(const cJSON *body, verr *e) {
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "strategies");
+    bt_strategy *parts[16];
+    int n = 0;
+    if (list && !cJSON_IsNull(list)) {
+        if (!cJSON_IsArray(list)) {
+            fail(e, "strategies", "'strategies' must be an array of objects");
+            return NULL;
+        }
+        const cJSON *o;
+        cJSON_ArrayForEach(o, list) {
+            const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
+            bt_strategy *s = NULL;
+            if (n == 15) {
+                fail(e, "strategies", "at most 15 strategies");
+                goto fail;
+            }
+            if (!cJSON_IsObject(o) || !cJSON_IsString(name)) {
+                fail(e, "strategies", "each strategy is an object with a \"name\"");
+                goto fail;
+            }
+            const char *nm = name->valuestring;
+            static const char *const none[] = {NULL};
+            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, e);
+            else if (strcmp(nm, "replace") == 0) s = make_replace(o, e);
+            else if (strcmp(nm, "creative-writing") == 0) s = make_creative(o, e);
+            else if (strcmp(nm, "adaptive-temperature") == 0) s = make_adaptive(o, e);
+            else if (strcmp(nm, "noop") == 0) s = only_fields(o, none, e) ? bt_noop_strategy_init() : NULL;
+            else if (strcmp(nm, "debug") == 0) s = only_fields(o, none, e) ? bt_debug_strategy_init(NULL) : NULL;
+            else {
+                fail(e, "strategies", "unknown strategy '%s' (antislop, replace, creative-writing, "
+                                      "adaptive-temperature, debug, noop; human-guidance needs a terminal)", nm);
+                goto fail;
+            }
+            if (!s) goto fail;
+            parts[n++] = s;
+        }
+    }
+    bt_strategy *banned = make_banned(body, e);
+    if (e->msg[0]) goto fail;
+    if (banned) parts[n++] = banned;
+    if (n == 0) return NULL;
+    if (n == 1) return parts[0];
+    bt_strategy *chain = bt_chain_strategy_init(parts, n);
+    if (!chain) fail(e, "strategies", "%s", bt_last_error());
+    return chain;
+fail:
+    for (int i = 0; i < n; i++) bt_strategy_free(parts[i]);
+    return NULL;
+}
+
+/* ==== Request parsing ================================================================ */
+
+static bool add_stop(void *user, const char *s, double adj, verr *e) {
+    (void)adj;
+    request *r = user;
+    if (!*s) return fail(e, "stop", "'stop' strings must not be empty");
+    if (r->n_stop == MAX_STOP) return fail(e, "stop", "at most %d stop strings", MAX_STOP);
+    if (!(r->stop[r->n_stop] = strdup(s))) return fail(e, "stop", "out of memory");
+    size_t l = strlen(s);
+    if (l > r->max_stop) r->max_stop = l;
+    r->n_stop++;
+    return true;
+}
+
+/* A message's content given as OpenAI content parts: the text parts, joined by "\n" (as
+ * llama.cpp does for templates that take a string). Any other part type is refused by
+ * name: this server has no image or audio input. *out is malloc'd. */
+static bool join_parts(const cJSON *parts, char **out, verr *e) {
+    size_t len = 0, cap = 0;
+    const cJSON *part;
+    cJSON_ArrayForEach(part, parts) {
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
+        if (!cJSON_IsString(type)) return fail(e, "messages", "each content part needs a string 'type'");
+        if (strcmp(type->valuestring, "text") != 0)
+            return fail(e, "messages", "content parts of type '%.40s' are not supported (text only)",
+                        type->valuestring);
+        if (!cJSON_IsString(text)) return fail(e, "messages", "a text content part needs a string 'text'");
+        if ((len > 0 && sbuf_append(out, &len, &cap, "\n", 1) != 0) ||
+            sbuf_append(out, &len, &cap, text->valuestring, strlen(text->valuestring)) != 0)
+            return fail(e, NULL, "out of memory");
+    }
+    if (!*out && !(*out = strdup(""))) return fail(e, NULL, "out of memory");
+    return true;
+}
+
+/* Fields that would change the output and that this server does not implement: refused
+ * by name, never silently ignored. */
+static bool refuse_unimplemented(const cJSON *b, verr *e) {
+    static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call",
+                                         "response_format", "json_schema", "grammar", "logprobs",
+                                         "top_logprobs", "best_of", "echo", "suffix", "audio",
+                                         "modalities", "prediction", "n_probs"};
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(b, fields[i]);
+        if (!it || cJSON_IsNull(it) || cJSON_IsFalse(it)) continue;
+        if ((strcmp(fields[i], "tools") == 0 || strcmp(fields[i], "functions") == 0) &&
+            cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0)
+            continue; /* an empty tool list asks for nothing */
+        if (strcmp(fields[i], "tool_choice") == 0 && cJSON_IsString(it) && strcmp(it->valuestring, "none") == 0)
+            continue;
+        if (strcmp(fields[i], "response_format") == 0) {
+            const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
+            if (cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0) continue;
+        }
+        return fail(e, fields[i], "'%s' is not supported by this server", fields[i]);
+    }
+    return true;
+}
+
+/* logit_bias: OpenAI's object {"token id": bias} or llama-server's [[id, bias], ...] where
+ * a bias of false bans the token. Replaces the server's -l biases. */
+static bool get_logit_bias(server *srv, const cJSON *b, request *r, verr *e) {
+    const cJSON *lb = cJSON_GetObjectItemCaseSensitive(b, "logit_bias");
+    if (!lb || cJSON_IsNull(lb)) return true;
+    if (!cJSON_IsObject(lb) && !cJSON_IsArray(lb))
+        return fail(e, "logit_bias", "'logit_bias' must be an object {\"token id\": bias} or [[id, bias], ...]");
+    int n = cJSON_GetArraySize(lb);
+    if (n > 4096) return fail(e, "logit_bias", "'logit_bias' holds at most 4096 entries");
+    if (n == 0) {
+        r->sp.logit_bias = NULL;
+        r->sp.n_logit_bias = 0;
+        return true;
+    }
+    if (!(r->bias = calloc((size_t)n, sizeof *r->bias))) return fail(e, "logit_bias", "out of memory");
+    int32_t nv = bt_provider_n_vocab(srv->slots[0].provider), k = 0;
+    for (const cJSON *it = lb->child; it; it = it->next, k++) {
+        const cJSON *id = NULL, *bias = it;
+        double tok;
+        char *end = NULL;
+        if (cJSON_IsObject(lb)) {
+            tok = strtod(it->string, &end);
+            if (end == it->string || *end) return fail(e, "logit_bias", "logit_bias key '%s' is not a token id", it->string);
+        } else {
+            if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2)
+                return fail(e, "logit_bias", "each logit_bias entry must be [token id, bias]");
+            id = cJSON_GetArrayItem(it, 0);
+            bias = cJSON_GetArrayItem(it, 1);
+            if (!cJSON_IsNumber(id)) return fail(e, "logit_bias", "a logit_bias token id must be a number");
+            tok = id->valuedouble;
+        }
+        if (tok != floor(tok) || tok < 0 || tok >= nv)
+            return fail(e, "logit_bias", "logit_bias token %.10g is outside the vocabulary (%d tokens)", tok, nv);
+        float bv;
+        if (cJSON_IsFalse(bias)) bv = -INFINITY;
+        else if (cJSON_IsNumber(bias) && isfinite(bias->valuedouble) && fabs(bias->valuedouble) <= 1e6)
+            bv = (float)bias->valuedouble;
+        else return fail(e, "logit_bias", "a logit_bias bias must be a number (or false: ban)");
+        r->bias[k] = (bt_logit_bias){(bt_token)tok, bv};
+    }
+    r->sp.logit_bias = r->bias;
+    r->sp.n_logit_bias = n;
+    return true;
+}
+
+/* Fill a request from the JSON body of /v1/completions (chat false) or
+ * /v1/chat/completions (chat true). */
+bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e) {
+    const cli_args *A = &srv->args;
+    if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object");
+    r->chat = chat;
+    if (chat) { /* OpenAI's id prefix for chat completions */
+        char id[sizeof r->id];
+        memcpy(id, "chat", 4);
+        memcpy(id + 4, r->id, sizeof id - 4);
+        id[sizeof id - 1] = '\0';
+        memcpy(r->id, id, sizeof id);
+    }
+    if (!refuse_unimplemented(b, e)) return false;
+    if (chat) {
+        const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(b, "messages");
+        int n = cJSON_IsArray(msgs) ? cJSON_GetArraySize(msgs) : 0;
+        if (n == 0) return fail(e, "messages", "'messages' must be a non-empty array");
+        bt_chat_message *m = calloc((size_t)n, sizeof *m);
+        char **joined = calloc((size_t)n, sizeof *joined); /* contents given as parts */
+        if (!m || !joined) {
+            free(m);
+            free(joined);
+            return fail(e, NULL, "out of memory");
+        }
+        int i = 0;
+        bool ok = true;
+        const cJSON *it;
+        cJSON_ArrayForEach(it, msgs) {
+            const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
+            const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
+            if (!cJSON_IsString(role) || !(cJSON_IsString(content) || cJSON_IsArray(content))) {
+                ok = fail(e, "messages", "each message needs a string 'role' and a 'content' (a string "
+                                         "or an array of text parts)");
+                break;
+            }
+            if (cJSON_IsArray(content) && !(ok = join_parts(content, &joined[i], e))) break;
+            m[i] = (bt_chat_message){role->valuestring, joined[i] ? joined[i] : content->valuestring};
+            i++;
+        }
+        int rc = ok ? bt_llama_chat_messages(srv->slots[0].provider, srv->args.chat_template, m, n, &r->prompt)
+                    : BT_OK;
+        for (int k = 0; k < n; k++) free(joined[k]);
+        free(joined);
+        free(m);
+        if (!ok) return false;
+        if (rc != BT_OK) return fail(e, "messages", "%s", bt_last_error());
+    } else {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(b, "prompt");
+        if (cJSON_IsArray(p) && cJSON_GetArraySize(p) == 1) p = cJSON_GetArrayItem(p, 0);
+        if (!cJSON_IsString(p)) return fail(e, "prompt", "'prompt' must be a string");
+        if (!(r->prompt = strdup(p->valuestring))) return fail(e, NULL, "out of memory");
+    }
+    if (!*r->prompt) return fail(e, chat ? "messages" : "prompt", "the prompt is empty");
+
+    r->sp = bt_sampler_default_params();
+    r->sp.temperature = A->temp;
+    r->sp.top_k = A->top_k;
+    r->sp.top_p = A->top_p;
+    r->sp.min_p = A->min_p;
+    r->sp.seed = A->seed;
+    r->sp.max_new_tokens = A->n_predict;
+    r->sp.cache_prompt = !A->no_cache_prompt;
+    r->sp.repeat_penalty = A->repeat_penalty;
+    r->sp.repeat_last_n = A->repeat_last_n;
+    r->sp.frequency_penalty = A->frequency_penalty;
+    r->sp.presence_penalty = A->presence_penalty;
+    r->sp.logit_bias = A->logit_bias;
+    r->sp.n_logit_bias = A->n_logit_bias;
+    double v;
+    bool has;
+    /* as llama-server: any positive count; the end of the context stops the text
+     * ("length") whatever max_tokens says. Current OpenAI clients send
+     * max_completion_tokens instead: it wins when both are given. */
+    static const char *const max_keys[] = {"max_tokens", "max_completion_tokens"};
+    for (int k = 0; k < 2; k++) {
+        if (!get_num(b, max_keys[k], -1, INT32_MAX, true, &v, &has, e)) return false;
+        if (has && v == 0) return fail(e, max_keys[k], "'%s' must be >= 1 (or -1: no limit)", max_keys[k]);
+        if (has) r->sp.max_new_tokens = v < 0 ? 0 : (int32_t)v; /* -1: llama-server's "no limit" */
+    }
+    /* repetition penalties and logit bias: llama-server's and OpenAI's names */
+    if (!get_num(b, "repeat_penalty", 1e-6, 1e6, false, &v, &has, e)) return false;
+    if (has) r->sp.repeat_penalty = (float)v;
+    if (!get_num(b, "repeat_last_n", -1, INT32_MAX, true, &v, &has, e)) return false;
+    if (has) r->sp.repeat_last_n = (int32_t)v;
+    if (!get_num(b, "frequency_penalty", -2, 2, false, &v, &has, e)) return false;
+    if (has) r->sp.frequency_penalty = (float)v;
+    if (!get_num(b, "presence_penalty", -2, 2, false, &v, &has, e)) return false;
+    if (has) r->sp.presence_penalty = (float)v;
+    if (!get_logit_bias(srv, b, r, e)) return false;
+    if (!get_num(b, "temperature", 0, 1e4, false, &v, &has, e)) return false;
+    if (has) r->sp.temperature = (float)v;
+    if (!get_num(b, "top_p", 1e-9, 1, false, &v, &has, e)) return false;
+    if (has) r->sp.top_p = (float)v;
+    if (!get_num(b, "top_k", 0, 1e9, true, &v, &has, e)) return false;
+    if (has) r->sp.top_k = (int32_t)v;
+    if (!get_num(b, "min_p", 0, 1, false, &v, &has, e)) return false;
+    if (has) r->sp.min_p = (float)v;
+    if (!get_num(b, "seed", 0, 9007199254740991.0, true, &v, &has, e)) return false;
+    if (has) r->sp.seed = (uint64_t)v;
+    if (!get_num(b, "n", 1, 1, true, &v, &has, e)) return fail(e, "n", "only n = 1 is supported");
+    if (!get_bool(b, "stream", &r->stream, e)) return false;
+    if (!get_strings(b, "stop", false, add_stop, r, e)) return false;
+
+    /* llama-server's field: false starts this request cold and leaves nothing cached */
+    if (!get_bool(b, "cache_prompt", &r->sp.cache_prompt, e)) return false;
+
+    /* tokenized once: to route the request to the slot that caches most of it, and to
+     * check that it leaves room in the context */
+    int32_t nt = 0;
+    int rc = bt_provider_tokenize(srv->slots[0].provider, r->prompt, strlen(r->prompt),
+                                  r->sp.add_special, r->sp.parse_special, &r->toks, &nt);
+    if (rc != BT_OK) return fail(e, chat ? "messages" : "prompt", "%s", bt_last_error());
+    if (nt >= srv->n_ctx)
+        return fail(e, chat ? "messages" : "prompt",
+                    "the prompt is %d tokens; the context holds %d (server -c)", nt, srv->n_ctx);
+    r->n_prompt = nt;
+
+    e->msg[0] = '\0';
+    r->strategy = build_strategies(b, e);
+    return e->msg[0] == '\0';
+}
+
+/* ==== Responses ======================================================================= */
+
+static const char *finish_reason(const request *r) {
+    if (r->stop_hit || r->st.stop_reason == BT_STOP_EOG) return "stop";
+    return "length";
+}
+
+static void add_usage(cJSON *root, const request *r) {
+    cJSON *u = cJSON_AddObjectToObject(root, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", r->st.n_prompt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)r->st.n_released);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(r->st.n_prompt + r->st.n_released));
+    cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
+    cJSON_AddNumberToObject(d, "cached_tokens", r->st.n_prompt_cached);
+    cJSON *b = cJSON_AddObjectToObject(root, "backtrack");
+    cJSON_AddNumberToObject(b, "slot", r->slot);
+    cJSON_AddNumberToObject(b, "prompt_cached", r->st.n_prompt_cached);
+    cJSON_AddNumberToObject(b, "rewinds", (double)r->st.n_rewinds);
+    cJSON_AddNumberToObject(b, "discarded_tokens", (double)r->st.n_discarded);
+    cJSON_AddNumberToObject(b, "steps", (double)r->st.n_steps);
+    cJSON_AddNumberToObject(b, "evaluated_positions", (double)r->st.n_evaluated);
+    cJSON_AddNumberToObject(b, "prompt_reevaluated", (double)r->st.n_prompt_reevaluated);
+    cJSON_AddNumberToObject(b, "dead_ends", (double)r->st.n_dead_ends);
+    cJSON_AddStringToObject(b, "stop_reason", bt_stop_reason_name(r->st.stop_reason));
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)r->st.seed);
+    cJSON_AddStringToObject(b, "seed", seed);
+    cJSON_AddNumberToObject(b, "time_ms", r->st.t_total_ms);
+}
+
+cJSON *openai_completion_json(server *srv, const request *r) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", r->id);
+    cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)r->created);
+    cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON_AddStringToObject(root, "system_fingerprint", "backtrack-" BT_VERSION);
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    if (r->chat) {
+        cJSON *m = cJSON_AddObjectToObject(c, "message");
+        cJSON_AddStringToObject(m, "role", "assistant");
+        cJSON_AddStringToObject(m, "content", r->out ? r->out : "");
+    } else {
+        cJSON_AddStringToObject(c, "text", r->out ? r->out : "");
+        cJSON_AddNullToObject(c, "logprobs");
+    }
+    cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
+    add_usage(root, r);
+    return root;
+}
+
+char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "id", r->id);
+    cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion.chunk" : "text_completion");
+    cJSON_AddNumberToObject(root, "created", (double)r->created);
+    cJSON_AddStringToObject(root, "model", srv->model_id);
+    cJSON_AddStringToObject(root, "system_fingerprint", "backtrack-" BT_VERSION);
+    cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(ch, c);
+    cJSON_AddNumberToObject(c, "index", 0);
+    char *t = malloc(len + 1);
+    if (t) {
+        memcpy(t, text ? text : "", len);
+        t[len] = '\0';
+    }
+    if (r->chat) {
+        cJSON *d = cJSON_AddObjectToObject(c, "delta");
+        if (!r->sent_role) {
+            cJSON_AddStringToObject(d, "role", "assistant");
+            r->sent_role = true;
+        }
+        if (len > 0 && t) cJSON_AddStringToObject(d, "content", t);
+    } else {
+        cJSON_AddStringToObject(c, "text", t ? t : "");
+        cJSON_AddNullToObject(c, "logprobs");
+    }
+    free(t);
+    if (final) {
+        cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
+        add_usage(root, r);
+    } else {
+        cJSON_AddNullToObject(c, "finish_reason");
+    }
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return js;
+}
+
+char *openai_stream_error_json(const char *msg) {
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", "server_error");
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return js;
+}
+
+/* ==== Fuzzing entry ======================================================================= */
+
+int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p) {
+    static server srv;
+    static slot sl;
+    if (!srv.slots) {
+        bt_sampler_params d = bt_sampler_default_params();
+        srv.args.temp = d.temperature;
+        srv.args.top_k = d.top_k;
+        srv.args.top_p = d.top_p;
+        srv.args.min_p = d.min_p;
+        srv.args.seed = d.seed;
+        srv.args.n_predict = d.max_new_tokens;
+        srv.slots = &sl;
+        srv.n_slots = 1;
+    }
+    sl.provider = p;
+    srv.n_ctx = bt_provider_n_ctx(p);
+    cJSON *json = cJSON_ParseWithLength(body, len);
+    if (!json) return 0;
+    request *r = request_new();
+    verr e = {{0}, {0}};
+    bool ok = r && openai_parse_request(&srv, json, chat, r, &e);
+    cJSON_Delete(json);
+    if (r) request_unref(r);
+    return ok ? 1 : (e.msg[0] ? 0 : -1); /* -1: refused without saying why */
+}

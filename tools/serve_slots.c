@@ -1,0 +1,269 @@
+/*
+ * serve_slots.c -- `backtrack serve`'s scheduling: requests, the bounded queue, the slots
+ * and their worker threads, cancellation, and the text a generation releases (cut at stop
+ * strings).
+ *
+ *   enqueue  -->  queue (oldest first)  -->  dispatch: the idle slot caching most of the
+ *   prompt  -->  worker: one bt_sampler on the slot's provider  -->  on_release: r->out
+ *
+ * A slot is freed before its client hears the answer, so that the client's next turn finds
+ * the slot's cache idle.
+ */
+#include "serve_internal.h"
+
+#include <stdio.h>
+#include <time.h>
+
+/* ==== Requests ============================================================= */
+
+request *request_new(void) {
+    request *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    r->slot = -1;
+    static unsigned long long counter;
+    snprintf(r->id, sizeof r->id, "cmpl-%llx%04llx", (unsigned long long)time(NULL),
+             __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
+    r->created = (long long)time(NULL);
+    return r;
+}
+
+void request_unref(request *r) {
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left > 0) return;
+    free(r->prompt);
+    free(r->toks);
+    free(r->bias);
+    bt_strategy_free(r->strategy);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->out);
+    free(r->wire);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+/* Cancel a request: it is skipped if not started, and a running generation ends at its
+ * next step even when its strategy holds all text back. Caller holds r->mu. */
+void request_cancel_locked(request *r) {
+    r->cancelled = true;
+    if (r->smp) bt_sampler_cancel(r->smp);
+}
+
+/* ==== Released text, stop strings ============================================ */
+
+/* After new text: cut at a stop string if one appeared; otherwise make visible all but
+ * the longest tail that could still grow into one. */
+static void check_stops(request *r, size_t old_len) {
+    size_t from = old_len >= r->max_stop ? old_len - r->max_stop + 1 : 0;
+    size_t cut = r->out_len;
+    for (int i = 0; i < r->n_stop; i++) {
+        const char *hit = strstr(r->out + from, r->stop[i]);
+        if (hit && (size_t)(hit - r->out) < cut) cut = (size_t)(hit - r->out);
+    }
+    if (cut < r->out_len) {
+        r->out_len = cut;
+        r->out[cut] = '\0';
+        r->stop_hit = true;
+        r->visible = cut;
+        return;
+    }
+    size_t hold = 0;
+    for (int i = 0; i < r->n_stop; i++) {
+        size_t sl = strlen(r->stop[i]);
+        for (size_t k = sl - 1; k > hold; k--)
+            if (k <= r->out_len && memcmp(r->out + r->out_len - k, r->stop[i], k) == 0) {
+                hold = k;
+                break;
+            }
+    }
+    r->visible = r->out_len - hold;
+}
+
+static int on_release(void *user, bt_token id, const char *text, size_t len) {
+    (void)id;
+    request *r = user;
+    pthread_mutex_lock(&r->mu);
+    if (len > 0 && !r->stop_hit) {
+        size_t old = r->out_len;
+        if (sbuf_append(&r->out, &r->out_len, &r->out_cap, text, len) != 0) r->cancelled = true;
+        else check_stops(r, old);
+    }
+    bool stop = r->cancelled || r->stop_hit;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return stop;
+}
+
+/* ==== Slot workers ============================================================ */
+
+/* The idle slot for r: the one whose cache holds the longest prefix of r's prompt
+ * (llama-server's slot similarity), else the least recently used. -1 if all are busy.
+ * Caller holds srv->mu; an idle slot's provider is not touched by its worker. */
+static int pick_slot(server *srv, const request *r) {
+    int best = -1;
+    int32_t best_len = 0;
+    /* a slot counts as similar only above the threshold (strictly, as llama-server), so
+     * that a new conversation sharing a system prompt with a cached one does not evict it
+     * while another slot is free; a threshold of 0 turns similarity off (LRU only) */
+    double min_len = (double)srv->args.slot_similarity * r->n_prompt;
+    bool similar = r->sp.cache_prompt && srv->args.slot_similarity > 0.0f;
+    for (int i = 0; i < srv->n_slots; i++) {
+        slot *sl = &srv->slots[i];
+        if (sl->req) continue;
+        int32_t len = similar ? bt_provider_cached_prefix(sl->provider, r->toks, r->n_prompt) : 0;
+        if (len <= min_len) len = 0;
+        if (best < 0 || len > best_len ||
+            (len == best_len && sl->last_used < srv->slots[best].last_used)) {
+            best = i;
+            best_len = len;
+        }
+    }
+    return best;
+}
+
+/* Hand queued requests to idle slots, oldest request first. Caller holds srv->mu. */
+static void dispatch(server *srv) {
+    while (srv->head && !srv->stop) {
+        int i = pick_slot(srv, srv->head);
+        if (i < 0) return;
+        request *r = srv->head;
+        srv->head = r->next;
+        if (!srv->head) srv->tail = NULL;
+        srv->n_waiting--;
+        srv->n_running++;
+        srv->slots[i].req = r;
+        pthread_cond_signal(&srv->slots[i].cv);
+    }
+}
+
+static void *worker(void *arg) {
+    slot *sl = arg;
+    server *srv = sl->srv;
+    for (;;) {
+        pthread_mutex_lock(&srv->mu);
+        while (!srv->stop && !sl->req) pthread_cond_wait(&sl->cv, &srv->mu);
+        if (!sl->req) { /* stopping, nothing assigned (assigned work is finished first) */
+            pthread_mutex_unlock(&srv->mu);
+            return NULL;
+        }
+        request *r = sl->req;
+        pthread_mutex_unlock(&srv->mu);
+
+        int rc = BT_OK;
+        bt_stats st;
+        memset(&st, 0, sizeof st);
+        char err[256] = "";
+        bt_sampler *smp = bt_sampler_init(sl->provider, r->strategy ? r->strategy : sl->fallback, &r->sp);
+        if (!smp) {
+            rc = BT_ERR_INVALID_ARG;
+            snprintf(err, sizeof err, "%s", bt_last_error());
+        }
+        /* published before the cancelled check: a cancel from now on reaches the sampler */
+        pthread_mutex_lock(&r->mu);
+        bool skip = r->cancelled;
+        r->started = true;
+        r->slot = sl->index;
+        r->smp = smp;
+        pthread_mutex_unlock(&r->mu);
+        if (smp && !skip) {
+            rc = bt_generate_tokens(smp, r->toks, r->n_prompt, on_release, r, &st);
+            if (rc != BT_OK) snprintf(err, sizeof err, "%s", bt_last_error());
+        }
+        pthread_mutex_lock(&r->mu);
+        r->smp = NULL;
+        bool cancelled = r->cancelled;
+        pthread_mutex_unlock(&r->mu);
+        bt_sampler_free(smp);
+
+        /* The slot is free before the client hears the answer: its next turn, sent the
+         * moment this one ends, must find this slot's cache idle. */
+        pthread_mutex_lock(&srv->mu);
+        sl->req = NULL;
+        if (!skip) sl->last_used = ++srv->clock; /* a skipped request left the cache as it was */
+        srv->n_running--;
+        srv->n_served++;
+        srv->n_cancelled += cancelled;
+        dispatch(srv);
+        pthread_mutex_unlock(&srv->mu);
+
+        pthread_mutex_lock(&r->mu);
+        r->rc = rc;
+        r->st = st;
+        snprintf(r->errmsg, sizeof r->errmsg, "%s", err);
+        r->visible = r->out_len;
+        r->done = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        request_unref(r);
+    }
+}
+
+/* Queue a request; false when the queue is full. */
+bool slots_enqueue(server *srv, request *r) {
+    pthread_mutex_lock(&srv->mu);
+    int free_slots = srv->n_slots - srv->n_running - srv->n_waiting;
+    if (free_slots <= 0 && srv->n_waiting >= srv->args.queue) {
+        pthread_mutex_unlock(&srv->mu);
+        return false;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    pthread_mutex_unlock(&r->mu);
+    r->next = NULL;
+    if (srv->tail) srv->tail->next = r;
+    else srv->head = r;
+    srv->tail = r;
+    srv->n_waiting++;
+    dispatch(srv);
+    pthread_mutex_unlock(&srv->mu);
+    return true;
+}
+
+/* ==== Start and stop ========================================================== */
+
+int slots_start(server *srv) {
+    int started = 0;
+    for (; started < srv->n_slots; started++)
+        if (pthread_create(&srv->slots[started].thread, NULL, worker, &srv->slots[started]) != 0)
+            break;
+    return started;
+}
+
+void slots_shutdown(server *srv) {
+    pthread_mutex_lock(&srv->mu);
+    srv->stop = true;
+    for (request *r = srv->head; r; r = r->next) {
+        pthread_mutex_lock(&r->mu);
+        r->cancelled = r->done = r->shutdown = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+    }
+    for (int i = 0; i < srv->n_slots; i++)
+        if (srv->slots[i].req) {
+            request *r = srv->slots[i].req;
+            pthread_mutex_lock(&r->mu);
+            request_cancel_locked(r);
+            r->shutdown = true;
+            pthread_mutex_unlock(&r->mu);
+        }
+    pthread_mutex_unlock(&srv->mu);
+}
+
+void slots_join(server *srv, int started) {
+    pthread_mutex_lock(&srv->mu);
+    srv->stop = true;
+    for (int i = 0; i < started; i++) pthread_cond_signal(&srv->slots[i].cv);
+    pthread_mutex_unlock(&srv->mu);
+    for (int i = 0; i < started; i++) pthread_join(srv->slots[i].thread, NULL);
+    while (srv->head) {
+        request *r = srv->head;
+        srv->head = r->next;
+        request_unref(r);
+    }
+    srv->tail = NULL;
+}
