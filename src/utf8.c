@@ -55,6 +55,17 @@ bool bt__utf8_valid(const char *s, size_t n) {
 
 static const char REPLACEMENT[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
 
+/* For an invalid sequence at s[0..n): how many bytes one U+FFFD stands for. As Python's
+ * errors="replace", WHATWG and Unicode's "maximal subpart" practice: a lead byte with the
+ * valid continuation bytes that follow it (a truncated character) is one error; any
+ * other bad byte is one error on its own. At least 1. */
+static size_t bad_len(const unsigned char *s, size_t n) {
+    size_t len = seq_len(s[0]), i = 1;
+    if (len == 0) return 1;
+    while (i < n && i < len && cont_ok(s[0], i, s[i])) i++;
+    return i;
+}
+
 /* Decode buf[0..n) into out: complete characters copied, invalid bytes replaced; stores
  * an incomplete valid tail in st->pending. Returns bytes written. */
 static size_t decode(bt__utf8_stream *st, const unsigned char *buf, size_t n, char *out) {
@@ -73,7 +84,7 @@ static size_t decode(bt__utf8_stream *st, const unsigned char *buf, size_t n, ch
         } else {
             memcpy(out + w, REPLACEMENT, 3);
             w += 3;
-            i++;
+            i += bad_len(buf + i, n - i);
         }
     }
     return w;
@@ -96,8 +107,10 @@ size_t bt__utf8_feed(bt__utf8_stream *st, const char *in, size_t n, char *out) {
         } else if (r < 0) { /* still incomplete */
             st->pending[st->n_pending++] = (char)*u;
             u++, n--;
-        } else { /* the held bytes can never complete: replace them, retry this byte */
-            for (size_t k = 0; k < st->n_pending; k++, w += 3) memcpy(out + w, REPLACEMENT, 3);
+        } else { /* the held bytes (a truncated character) can never complete: one
+                  * U+FFFD for them all, then retry this byte */
+            memcpy(out + w, REPLACEMENT, 3);
+            w += 3;
             st->n_pending = 0;
         }
     }
@@ -105,8 +118,8 @@ size_t bt__utf8_feed(bt__utf8_stream *st, const char *in, size_t n, char *out) {
 }
 
 size_t bt__utf8_flush(bt__utf8_stream *st, char *out) {
-    size_t w = 0;
-    for (size_t k = 0; k < st->n_pending; k++, w += 3) memcpy(out + w, REPLACEMENT, 3);
+    if (st->n_pending == 0) return 0;
+    memcpy(out, REPLACEMENT, 3); /* a truncated character: one error (see bad_len) */
     st->n_pending = 0;
-    return w;
+    return 3;
 }

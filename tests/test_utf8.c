@@ -42,8 +42,14 @@ static void test_stream(void) {
     feed_split("a\xffz", 3, "a\xef\xbf\xbdz");
     /* a lead byte followed by ASCII: the lead is invalid, the ASCII survives */
     feed_split("\xe2x", 2, "\xef\xbf\xbdx");
-    /* truncated at the very end: flushed as U+FFFD */
-    feed_split("ok\xe2\x82", 4, "ok\xef\xbf\xbd\xef\xbf\xbd");
+    /* truncated at the very end: flushed as ONE U+FFFD (Python's errors="replace") */
+    feed_split("ok\xe2\x82", 4, "ok\xef\xbf\xbd");
+    /* a truncated character inside the text: one U+FFFD, the next byte survives */
+    feed_split("\xe2\x82x", 3, "\xef\xbf\xbdx");
+    feed_split("\xf0\x9f\x98\xe2\x82\xac", 6, "\xef\xbf\xbd\xe2\x82\xac");
+    /* a lone continuation byte and a bad lead are one error each */
+    feed_split("\x80\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd");
+    feed_split("\xe0\x80\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* overlong */
 }
 
 /* A character split across two feeds produces nothing until it is complete. */
