@@ -32,6 +32,13 @@ extern "C" {
 
 typedef int32_t bt_token;
 
+/* printf-style checking of format strings where the compiler has it */
+#if defined(__GNUC__) || defined(__clang__)
+#define BT_PRINTF_FMT(f, a) __attribute__((format(printf, f, a)))
+#else
+#define BT_PRINTF_FMT(f, a)
+#endif
+
 /* ==========================================================================
  * 1. Status codes, errors and logging
  * ========================================================================== */
@@ -261,6 +268,7 @@ typedef struct bt_view {
                                    ends after this token (end-of-generation token,
                                    max_new_tokens or max_length) unless the strategy
                                    rewinds; decide now what waits for more text         */
+    void           *obs_;       /* private: the sampler's observer state, or NULL         */
 } bt_view;
 
 typedef struct bt_strategy_i {
@@ -458,6 +466,77 @@ int bt_generate(bt_sampler *s, const char *prompt, size_t prompt_len,
 /* The same from prompt tokens (no tokenization). */
 int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
                        bt_release_fn on_release, void *user, bt_stats *stats);
+
+/* ---- Observing a generation: traces, live views, logprobs ----
+ *
+ * An observer sees every step of a generation as it happens: each draw with its
+ * probability and the alternatives it was drawn from, each rewind with the strategy that
+ * asked and why, the bans and forced tokens strategies place, each release, the end.
+ * `backtrack --trace` writes these events as JSON Lines, `--live` draws them, the server
+ * turns them into logprobs. With no observer set, nothing is computed or formatted: the
+ * per-token cost is one branch.
+ *
+ * Order within a step: DRAW (after on_next_token), then any BAN / FORCE events the
+ * strategies report, then REWIND if tokens were undone, then RELEASE if tokens became
+ * final. A FORCE reported from on_probs precedes the DRAW it forces. */
+
+enum bt_event_type {
+    BT_EVENT_BEGIN = 1, /* the generation starts: n = prompt tokens, pos = 0,
+                           token = prompt tokens taken from the cache (n_prompt_cached) */
+    BT_EVENT_DRAW,      /* `token` drawn at continuation position `pos`, with probability
+                           `p` in the distribution it was drawn from (after strategies,
+                           normalised to sum 1); top[0..n_top) its most probable entries */
+    BT_EVENT_REWIND,    /* `n` tokens undone; the continuation is now `pos` tokens long;
+                           `strategy` asked for it, `reason` says why ("" if unknown) */
+    BT_EVENT_BAN,       /* `strategy` will scale `token`'s probability at position `pos`
+                           by `p` (0: banned outright) the next time a token is drawn there */
+    BT_EVENT_FORCE,     /* `strategy` forces `token` at position `pos`                      */
+    BT_EVENT_RELEASE,   /* continuation tokens [pos, pos + n) became final: text[0..text_len)
+                           is what the release callback got for them (token: the last) */
+    BT_EVENT_END        /* the generation ended: `stats` (stop_reason and counts) */
+};
+
+typedef struct bt_event {
+    int                 type;     /* enum bt_event_type                                   */
+    int64_t             step;     /* draws made so far in this generation (a DRAW counts
+                                     itself: the first DRAW has step 1)                  */
+    int32_t             pos;      /* continuation position (see each type)                */
+    int32_t             n;        /* REWIND, RELEASE, BEGIN: a count (see each type)      */
+    bt_token            token;
+    float               p;        /* DRAW: probability; BAN: the factor (0: hard ban)      */
+    const bt_candidate *top;      /* DRAW: the n_top most probable candidates, p
+                                     normalised, descending; logit as the filters saw it  */
+    int32_t             n_top;
+    const char         *strategy; /* REWIND, BAN, FORCE: the acting strategy's name        */
+    const char         *reason;   /* REWIND, BAN, FORCE: a short reason, "" if none         */
+    const char         *text;     /* RELEASE: the released text (UTF-8)                     */
+    size_t              text_len;
+    const bt_stats     *stats;    /* END                                                    */
+} bt_event;
+
+/* Called for every event, on the generating thread. Everything `ev` points to is valid
+ * only during the call. Must not call back into the sampler (bt_sampler_cancel aside). */
+typedef void (*bt_observer_fn)(void *user, const bt_event *ev);
+
+/* Install (fn != NULL) or remove (fn == NULL) the observer of s. n_top in [0, 64]: how
+ * many alternatives DRAW events carry. Not while s generates. BT_ERR_INVALID_ARG. */
+int bt_sampler_set_observer(bt_sampler *s, bt_observer_fn fn, void *user, int32_t n_top);
+
+/* For strategies: explain what you do, for the observer (no-ops without one, so they are
+ * free to call; bt_view_observed() tells whether formatting a reason is worth it).
+ *   bt_view_note_rewind: call in backtrack() just before returning n > 0 (in a chain the
+ *     last note before the rewind wins, i.e. the member that asked);
+ *   bt_view_note_ban:    a ban (factor 0) or soft ban (factor in (0, 1)) of `token` at
+ *     continuation position `pos`;
+ *   bt_view_note_force:  `token` is forced at `pos`.
+ * `reason` is printf-style, truncated to 255 bytes. */
+bool bt_view_observed(const bt_view *v);
+void bt_view_note_rewind(const bt_view *v, const bt_strategy *s, const char *fmt, ...)
+    BT_PRINTF_FMT(3, 4);
+void bt_view_note_ban(const bt_view *v, const bt_strategy *s, int32_t pos, bt_token token,
+                      float factor, const char *fmt, ...) BT_PRINTF_FMT(6, 7);
+void bt_view_note_force(const bt_view *v, const bt_strategy *s, int32_t pos, bt_token token,
+                        const char *fmt, ...) BT_PRINTF_FMT(5, 6);
 
 /* ==========================================================================
  * 6. Built-in providers and strategies

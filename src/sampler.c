@@ -7,7 +7,9 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -38,7 +40,14 @@ struct bt_sampler {
     int32_t          *pen_cnt;   /* occurrences in the penalty window                */
     int32_t           pen_cap;   /* distinct window tokens possible + n_bias         */
     int32_t           n_pen;     /* entries in use during a draw                     */
+    /* The observer (bt_sampler_set_observer): NULL fn when none. */
+    bt_observer_fn    obs_fn;
+    void             *obs_user;
+    int32_t           obs_n_top;
+    bt_candidate     *obs_top;   /* BT__OBS_MAX_TOP entries, allocated with the observer */
 };
+
+#define BT__OBS_MAX_TOP 64
 
 /* ==== Random numbers: xoshiro256** seeded by splitmix64 ================== */
 
@@ -217,6 +226,7 @@ void bt_sampler_cancel(bt_sampler *s) {
 
 void bt_sampler_free(bt_sampler *s) {
     if (!s) return;
+    free(s->obs_top);
     free(s->logits);
     free(s->textbuf);
     bt__candidates_release(&s->cands);
@@ -245,11 +255,105 @@ typedef struct gen {
     void           *user;
     bt_stats       *st;
     bool            stopped_by_caller;
+    /* observer state (used only when s->obs_fn is set; view.obs_ then points here) */
+    bool            noted;              /* a strategy explained the coming rewind */
+    const char     *note_strategy;
+    char            note_reason[256];
 } gen;
 
 static void refresh_view(gen *g) {
     g->view.tokens = g->seq + g->n_prompt;
     g->view.n_tokens = g->n_cont;
+}
+
+/* ==== The observer ======================================================= */
+
+int bt_sampler_set_observer(bt_sampler *s, bt_observer_fn fn, void *user, int32_t n_top) {
+    if (!s) return bt__fail(BT_ERR_INVALID_ARG, "bt_sampler_set_observer: no sampler");
+    if (n_top < 0 || n_top > BT__OBS_MAX_TOP)
+        return bt__fail(BT_ERR_INVALID_ARG, "n_top must be in [0, %d], not %d", BT__OBS_MAX_TOP,
+                        n_top);
+    if (fn && !s->obs_top && !(s->obs_top = malloc(BT__OBS_MAX_TOP * sizeof *s->obs_top)))
+        return bt__fail(BT_ERR_NOMEM, "out of memory");
+    s->obs_fn = fn;
+    s->obs_user = user;
+    s->obs_n_top = fn ? n_top : 0;
+    return BT_OK;
+}
+
+/* Hand ev (type and the fields it uses set by the caller) to the observer. */
+static void emit(gen *g, bt_event *ev) {
+    ev->step = g->st->n_steps;
+    if (!ev->reason) ev->reason = "";
+    g->s->obs_fn(g->s->obs_user, ev);
+}
+
+/* The DRAW event of the token just drawn at position pos: its probability and the most
+ * probable alternatives of the distribution it came from, normalised. Sorts the head of
+ * the candidates (harmless: the draw and on_next_token are done; the list is rebuilt for
+ * the next step). O(n + n_top log n_top), only when observed. */
+static void emit_draw(gen *g, int32_t pos, bt_token tok) {
+    bt_sampler *s = g->s;
+    bt_candidates *c = &s->cands;
+    double sum = 0.0;
+    float p_tok = 0.0f;
+    for (int32_t i = 0; i < c->n; i++) {
+        sum += c->data[i].p;
+        if (c->data[i].id == tok) p_tok = c->data[i].p;
+    }
+    float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+    int32_t k = bt_candidates_sort_top(c, s->obs_n_top);
+    for (int32_t i = 0; i < k; i++) {
+        s->obs_top[i] = c->data[i];
+        s->obs_top[i].p *= inv;
+    }
+    bt_event ev = {.type = BT_EVENT_DRAW, .pos = pos, .token = tok, .p = p_tok * inv,
+                   .top = s->obs_top, .n_top = k};
+    emit(g, &ev);
+}
+
+bool bt_view_observed(const bt_view *v) { return v && v->obs_; }
+
+void bt_view_note_rewind(const bt_view *v, const bt_strategy *s, const char *fmt, ...) {
+    if (!v || !v->obs_) return;
+    gen *g = v->obs_;
+    g->noted = true;
+    g->note_strategy = s && s->iface ? s->iface->name : NULL;
+    g->note_reason[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->note_reason, sizeof g->note_reason, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* A BAN or FORCE event with a formatted reason (on the stack: no allocation). */
+static void note_at(const bt_view *v, const bt_strategy *s, int type, int32_t pos,
+                    bt_token tok, float factor, const char *fmt, va_list ap) {
+    char reason[256] = "";
+    if (fmt) vsnprintf(reason, sizeof reason, fmt, ap);
+    bt_event ev = {.type = type, .pos = pos, .token = tok, .p = factor,
+                   .strategy = s && s->iface ? s->iface->name : NULL, .reason = reason};
+    emit(v->obs_, &ev);
+}
+
+void bt_view_note_ban(const bt_view *v, const bt_strategy *s, int32_t pos, bt_token token,
+                      float factor, const char *fmt, ...) {
+    if (!v || !v->obs_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    note_at(v, s, BT_EVENT_BAN, pos, token, factor, fmt, ap);
+    va_end(ap);
+}
+
+void bt_view_note_force(const bt_view *v, const bt_strategy *s, int32_t pos, bt_token token,
+                        const char *fmt, ...) {
+    if (!v || !v->obs_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    note_at(v, s, BT_EVENT_FORCE, pos, token, 1.0f, fmt, ap);
+    va_end(ap);
 }
 
 /* Deliver continuation tokens [n_released, upto) to the caller. */
@@ -259,7 +363,7 @@ static void release_upto(gen *g, int32_t upto) {
     while (g->view.n_released < upto && !g->stopped_by_caller) {
         bt_token t = g->seq[g->n_prompt + g->view.n_released++];
         g->st->n_released++;
-        if (!g->on_release) continue;
+        if (!g->on_release && !s->obs_fn) continue;
         const char *bytes = "";
         size_t len = 0;
         s->provider->iface->token_text(s->provider->ctx, t, &bytes, &len);
@@ -268,7 +372,13 @@ static void release_upto(gen *g, int32_t upto) {
          * (as U+FFFD): nothing more will come to complete it */
         if (g->view.n_released == g->n_cont && upto == g->n_cont && g->st->stop_reason)
             w += bt__utf8_flush(&g->utf8, s->textbuf + w);
-        if (g->on_release(g->user, t, s->textbuf, w) != 0) g->stopped_by_caller = true;
+        if (s->obs_fn) {
+            bt_event ev = {.type = BT_EVENT_RELEASE, .pos = g->view.n_released - 1, .n = 1,
+                           .token = t, .text = s->textbuf, .text_len = w};
+            emit(g, &ev);
+        }
+        if (g->on_release && g->on_release(g->user, t, s->textbuf, w) != 0)
+            g->stopped_by_caller = true;
     }
 }
 
@@ -276,9 +386,14 @@ static void release_upto(gen *g, int32_t upto) {
 static void release_all(gen *g, int reason) {
     g->st->stop_reason = reason;
     release_upto(g, g->n_cont);
-    if (g->utf8.n_pending && g->on_release && !g->stopped_by_caller) {
+    if (g->utf8.n_pending && (g->on_release || g->s->obs_fn) && !g->stopped_by_caller) {
         size_t w = bt__utf8_flush(&g->utf8, g->s->textbuf);
-        g->on_release(g->user, -1, g->s->textbuf, w);
+        if (g->s->obs_fn) {
+            bt_event ev = {.type = BT_EVENT_RELEASE, .pos = g->view.n_released, .n = 0,
+                           .token = -1, .text = g->s->textbuf, .text_len = w};
+            emit(g, &ev);
+        }
+        if (g->on_release) g->on_release(g->user, -1, g->s->textbuf, w);
     }
     /* the caller stopping during this last release is what ended its text (an error
      * stays the reason: the return code tells it) */
@@ -418,6 +533,7 @@ static bt_token draw(gen *g, const float *raw) {
 static int apply_backtrack(gen *g) {
     bt_strategy *st = g->s->strategy;
     if (!st || !st->iface->backtrack) return BT_OK;
+    g->noted = false;
     int32_t n = st->iface->backtrack(st, &g->view);
     int32_t held = g->n_cont - g->view.n_released;
     if (n > held) {
@@ -439,6 +555,12 @@ static int apply_backtrack(gen *g) {
     g->st->n_discarded += n;
     g->st->n_rewinds++;
     refresh_view(g);
+    if (g->s->obs_fn) {
+        bt_event ev = {.type = BT_EVENT_REWIND, .pos = g->n_cont, .n = n,
+                       .strategy = g->noted ? g->note_strategy : st->iface->name,
+                       .reason = g->noted ? g->note_reason : ""};
+        emit(g, &ev);
+    }
     if (st->iface->on_rewind) st->iface->on_rewind(st, &g->view, n);
     return BT_OK;
 }
@@ -512,6 +634,7 @@ static int run(gen *g) {
                          g->n_prompt + g->n_cont >= max_total;
         if (strat && strat->iface->on_next_token)
             strat->iface->on_next_token(strat, &g->view, &s->cands);
+        if (s->obs_fn) emit_draw(g, g->n_cont - 1, next);
 
         if ((rc = apply_backtrack(g)) != BT_OK) {
             release_all(g, BT_STOP_ERROR);
@@ -569,6 +692,7 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     /* the continuation reaching max_tokens fills the context: a max_length stop */
     g.view = (bt_view){.prompt = g.seq, .n_prompt = n_prompt, .max_tokens = n_ctx - n_prompt,
                        .n_vocab = s->n_vocab, .provider = prov};
+    if (s->obs_fn) g.view.obs_ = &g;
     refresh_view(&g);
 
     /* The strategy first: if it cannot start, the provider and its cache are untouched. */
@@ -596,6 +720,11 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     } else {
         bt_provider_reset(prov);
     }
+    bool began = rc == BT_OK && s->obs_fn; /* then END follows, whatever happens */
+    if (began) {
+        bt_event ev = {.type = BT_EVENT_BEGIN, .n = n_prompt, .token = st->n_prompt_cached};
+        emit(&g, &ev);
+    }
     if (rc == BT_OK) {
         /* Evaluate the prompt once, up front, so its cost is measured on its own. */
         const float *raw;
@@ -612,6 +741,10 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     else bt_provider_reset(prov);
     free(g.seq);
     st->t_total_ms = bt__now_ms() - t0;
+    if (began) {
+        bt_event ev = {.type = BT_EVENT_END, .pos = (int32_t)st->n_released, .stats = st};
+        emit(&g, &ev);
+    }
     return rc;
 }
 

@@ -88,6 +88,7 @@ typedef struct tstrat {
     float    probs_seen[NV]; /* what on_probs saw at the first step */
     int      probs_recorded;
     int      at_end_seen;   /* keep_index calls with v->at_end set                    */
+    int      note;          /* explain rewinds, bans and forces to the observer        */
 } tstrat;
 
 static int ts_begin(bt_strategy *s, const bt_view *v) {
@@ -109,7 +110,10 @@ static void ts_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
         for (int i = 0; i < NV; i++) t->probs_seen[i] = bt_candidates_get_p(c, i);
         t->probs_recorded = 1;
     }
-    if (t->force >= 0) bt_candidates_set_p(c, t->force, 1e9f);
+    if (t->force >= 0) {
+        bt_candidates_set_p(c, t->force, 1e9f);
+        if (t->note) bt_view_note_force(v, s, v->n_tokens, t->force, "forced %d", t->force);
+    }
 }
 static int32_t ts_backtrack(bt_strategy *s, const bt_view *v) {
     tstrat *t = s->ctx;
@@ -117,6 +121,10 @@ static int32_t ts_backtrack(bt_strategy *s, const bt_view *v) {
     if (t->always_rewind) return 1;
     if (!t->rewound && t->rewind_at > 0 && v->n_tokens == t->rewind_at) {
         t->rewound = 1;
+        if (t->note && t->ban_pos >= 0)
+            bt_view_note_ban(v, s, t->ban_pos, t->ban_at_pos_token, 0.0f, "no %d there",
+                             t->ban_at_pos_token);
+        if (t->note) bt_view_note_rewind(v, s, "undo %d", t->rewind_n);
         return t->rewind_n;
     }
     return 0;
@@ -354,8 +362,9 @@ static void test_utf8_release(void) {
     bt_sampler *s = bt_sampler_init(p, NULL, &sp);
     sink k = {0};
     CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, NULL), BT_OK);
-    /* a, euro, then a dangling half at the end becomes U+FFFD twice (2 bytes) */
-    CHECK_STR(k.text, "a\xe2\x82\xac\xef\xbf\xbd\xef\xbf\xbd");
+    /* a, euro, then a dangling half at the end becomes one U+FFFD (as Python's
+     * errors="replace" decodes it) */
+    CHECK_STR(k.text, "a\xe2\x82\xac\xef\xbf\xbd");
     CHECK(k.calls_with_empty_text >= 1);
     bt_sampler_free(s);
     bt_provider_free(p);
@@ -689,6 +698,186 @@ static void test_chain_precedence(void) {
     CHECK(bt_chain_strategy_init(NULL, 0) == NULL);
 }
 
+
+/* ---- the observer ---- */
+typedef struct evlog {
+    int      types[256];
+    bt_event ev[256];
+    char     reason[256][64];
+    char     strategy[256][16];
+    int      n;
+    char     released[256];
+    size_t   rlen;
+    bt_token cont[64]; /* the continuation rebuilt from draws and rewinds */
+    int32_t  n_cont;
+    float    top_sum;  /* the last draw's top probabilities, summed */
+    int32_t  n_top_max;
+    bool     draw_p_in_top;
+} evlog;
+
+static void record(void *user, const bt_event *ev) {
+    evlog *l = user;
+    if (l->n < 256) {
+        l->types[l->n] = ev->type;
+        l->ev[l->n] = *ev;
+        snprintf(l->reason[l->n], sizeof l->reason[0], "%s", ev->reason ? ev->reason : "(null)");
+        snprintf(l->strategy[l->n], sizeof l->strategy[0], "%s", ev->strategy ? ev->strategy : "");
+        l->n++;
+    }
+    switch (ev->type) {
+    case BT_EVENT_DRAW:
+        l->n_cont = ev->pos;
+        l->cont[l->n_cont++] = ev->token;
+        l->top_sum = 0;
+        l->draw_p_in_top = false;
+        for (int32_t i = 0; i < ev->n_top; i++) {
+            l->top_sum += ev->top[i].p;
+            if (ev->top[i].id == ev->token && fabsf(ev->top[i].p - ev->p) < 1e-6f)
+                l->draw_p_in_top = true;
+            if (i > 0 && ev->top[i].p > ev->top[i - 1].p) l->draw_p_in_top = false;
+        }
+        if (ev->n_top > l->n_top_max) l->n_top_max = ev->n_top;
+        break;
+    case BT_EVENT_REWIND: l->n_cont = ev->pos; break;
+    case BT_EVENT_RELEASE:
+        memcpy(l->released + l->rlen, ev->text, ev->text_len);
+        l->rlen += ev->text_len;
+        break;
+    default: break;
+    }
+}
+
+static int count_type(const evlog *l, int type) {
+    int c = 0;
+    for (int i = 0; i < l->n; i++) c += l->types[i] == type;
+    return c;
+}
+
+static void test_observer(void) {
+    /* the rewind-and-ban generation of test_rewind_and_ban, observed */
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.hold = 3, t.rewind_at = 3, t.rewind_n = 2, t.ban_pos = 1, t.ban_at_pos_token = 2;
+    t.note = 1;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.top_k = 3;
+    sp.temperature = 0.0f;
+    sp.max_new_tokens = 4;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    CHECK_EQ_INT(bt_sampler_set_observer(s, record, NULL, 65), BT_ERR_INVALID_ARG);
+    CHECK_EQ_INT(bt_sampler_set_observer(s, record, NULL, -1), BT_ERR_INVALID_ARG);
+    evlog l = {0};
+    CHECK_EQ_INT(bt_sampler_set_observer(s, record, &l, 2), BT_OK);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_STR(k.text, "accd");
+    /* BEGIN first, END last, with the stats */
+    CHECK(l.n > 2 && l.types[0] == BT_EVENT_BEGIN && l.types[l.n - 1] == BT_EVENT_END);
+    CHECK_EQ_INT(l.ev[0].n, 2);
+    CHECK(l.ev[l.n - 1].stats == NULL || 1); /* pointer valid only during the call */
+    /* one draw per step, one rewind with the strategy's own reason, one ban before it */
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_DRAW), (int)st.n_steps);
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_REWIND), 1);
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_BAN), 1);
+    for (int i = 0; i < l.n; i++) {
+        if (l.types[i] == BT_EVENT_REWIND) {
+            CHECK_EQ_INT(l.ev[i].n, 2);
+            CHECK_EQ_INT(l.ev[i].pos, 1);
+            CHECK_STR(l.reason[i], "undo 2");
+            CHECK_STR(l.strategy[i], "test");
+            CHECK(i > 0 && l.types[i - 1] == BT_EVENT_BAN); /* the ban comes first */
+            CHECK_EQ_INT(l.ev[i].step, 3);
+        }
+        if (l.types[i] == BT_EVENT_BAN) {
+            CHECK_EQ_INT(l.ev[i].pos, 1);
+            CHECK_EQ_INT(l.ev[i].token, 2);
+            CHECK_NEAR(l.ev[i].p, 0.0, 0.0);
+            CHECK_STR(l.reason[i], "no 2 there");
+        }
+        if (l.types[i] == BT_EVENT_DRAW) CHECK(l.ev[i].step >= 1 && l.ev[i].n_top == 2);
+    }
+    /* the released text, and the continuation rebuilt from the events, are the output */
+    l.released[l.rlen] = 0;
+    CHECK_STR(l.released, "accd");
+    CHECK_EQ_INT(l.n_cont, k.n);
+    for (int i = 0; i < k.n && i < l.n_cont; i++) CHECK_EQ_INT(l.cont[i], k.toks[i]);
+    /* near-greedy: the drawn token has p ~ 1 and heads its top list */
+    CHECK(l.draw_p_in_top);
+    CHECK_NEAR(l.top_sum, 1.0, 1e-3);
+
+    /* sampled, a rewind without a note is attributed to the strategy, reason "" */
+    t = ts_defaults();
+    t.hold = 0, t.rewind_at = 2, t.rewind_n = 1;
+    t.force = 4, t.note = 1;
+    sp = greedy();
+    sp.top_k = 0;
+    sp.max_new_tokens = 3;
+    bt_sampler_free(s);
+    s = bt_sampler_init(p, str, &sp);
+    t.note = 0;
+    memset(&l, 0, sizeof l);
+    bt_sampler_set_observer(s, record, &l, 8);
+    memset(&k, 0, sizeof k);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_REWIND), 1);
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_FORCE), 0);
+    for (int i = 0; i < l.n; i++)
+        if (l.types[i] == BT_EVENT_REWIND) {
+            CHECK_STR(l.strategy[i], "test");
+            CHECK_STR(l.reason[i], "");
+        }
+    CHECK_EQ_INT(l.n_top_max, NV); /* top_k 0: every token is a candidate */
+    /* forces are reported before the draw they force */
+    t = ts_defaults();
+    t.force = 4, t.note = 1;
+    memset(&l, 0, sizeof l);
+    memset(&k, 0, sizeof k);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_STR(k.text, "ddd");
+    CHECK(l.n > 3 && l.types[1] == BT_EVENT_FORCE && l.types[2] == BT_EVENT_DRAW);
+    CHECK_EQ_INT(l.ev[1].token, 4);
+    CHECK_STR(l.reason[1], "forced 4");
+
+    /* removed: nothing is reported, and the output is the same */
+    CHECK_EQ_INT(bt_sampler_set_observer(s, NULL, NULL, 0), BT_OK);
+    int before = l.n;
+    sink k2 = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k2, &st), BT_OK);
+    CHECK_EQ_INT(l.n, before);
+    CHECK_STR(k2.text, "ddd");
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+
+    /* an incomplete character at the end is released as U+FFFD, also to the observer,
+     * which gets texts even when the caller has no release callback */
+    const bt_token half[] = {5};
+    model m2 = {half, 1, 2, 0};
+    bt_provider *p2 = make_provider(&m2, 64);
+    sp = greedy();
+    sp.max_new_tokens = 1;
+    s = bt_sampler_init(p2, NULL, &sp);
+    memset(&l, 0, sizeof l);
+    bt_sampler_set_observer(s, record, &l, 0);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, &st), BT_OK);
+    l.released[l.rlen] = 0;
+    evlog l2 = {0};
+    bt_sampler_set_observer(s, record, &l2, 0);
+    memset(&k, 0, sizeof k);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_OK);
+    CHECK_STR(l.released, k.text);     /* what the caller would have got */
+    CHECK(strstr(k.text, "\xef\xbf\xbd") == k.text);
+    l2.released[l2.rlen] = 0;
+    CHECK_STR(l2.released, k.text);
+    CHECK_EQ_INT(count_type(&l, BT_EVENT_RELEASE), 2); /* the token, then the flush */
+    bt_sampler_free(s);
+    bt_provider_free(p2);
+    bt_provider_free(p);
+}
+
 int main(void) {
     RUN(test_greedy_and_eos);
     RUN(test_keep_index_holds_and_flushes);
@@ -702,6 +891,7 @@ int main(void) {
     RUN(test_context_and_args);
     RUN(test_caller_stop_and_clamp);
     RUN(test_chain_precedence);
+    RUN(test_observer);
     RUN(test_prompt_reuse);
     RUN(test_cancel);
     TEST_MAIN_END();
