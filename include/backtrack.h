@@ -561,6 +561,10 @@ typedef struct bt_llama_params {
     bool        verbose;       /* false: llama.cpp's own log is silent                    */
     const char *backend_dir;   /* NULL: $BT_GGML_BACKEND_DIR, else the folder libllama was
                                   loaded from (the ggml CPU backends sit beside it)       */
+    const char *rpc_servers;   /* NULL: none. "host:port[,host:port...]": llama.cpp's RPC
+                                  workers (rpc-server); layers go to them with
+                                  n_gpu_layers. Needs a libllama whose ggml has the RPC
+                                  backend (scripts/get-llama.sh with BT_LLAMA_RPC=1)      */
 } bt_llama_params;
 
 bt_llama_params bt_llama_default_params(void);

@@ -139,7 +139,7 @@ static int32_t default_threads(const struct llama_model *model) {
 bt_llama_params bt_llama_default_params(void) {
     return (bt_llama_params){.model_path = NULL, .n_ctx = 0, .n_batch = 512, .n_threads = 0,
                              .n_gpu_layers = 0, .logits_window = 32, .verbose = false,
-                             .backend_dir = NULL};
+                             .backend_dir = NULL, .rpc_servers = NULL};
 }
 
 /* ==== Model file checks ================================================== */
