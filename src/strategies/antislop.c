@@ -203,8 +203,27 @@ static const char *match_name(const antislop *a, int32_t pattern) {
     return "(regex)";
 }
 
+/* Tell the observer (if any) about a ban at t and the rewind it causes: the matched
+ * phrase, or the regex's matched text (at most 60 bytes of it). */
+static void explain(bt_strategy *s, const bt_view *v, const bt__match *m, int32_t t,
+                    float factor, const char *how) {
+    antislop *a = s->ctx;
+    if (!bt_view_observed(v)) return;
+    if (m->pattern < a->n_pat) {
+        bt_view_note_ban(v, s, t, v->tokens[t], factor, "phrase \"%s\"%s", a->pat_text[m->pattern], how);
+        bt_view_note_rewind(v, s, "phrase \"%s\"%s", a->pat_text[m->pattern], how);
+    } else {
+        const char *text = bt__scan_text(&a->scan);
+        int len = m->end - m->start > 60 ? 60 : m->end - m->start;
+        bt_view_note_ban(v, s, t, v->tokens[t], factor, "regex matched \"%.*s\"%s", len,
+                         text + m->start, how);
+        bt_view_note_rewind(v, s, "regex matched \"%.*s\"%s", len, text + m->start, how);
+    }
+}
+
 /* Act on match m: the number of tokens to rewind, or 0 when it is let through. */
-static int32_t act(antislop *a, const bt_view *v, const bt__match *mp) {
+static int32_t act(bt_strategy *s, const bt_view *v, const bt__match *mp) {
+    antislop *a = s->ctx;
     bt__match m = *mp;
     int32_t n = v->n_tokens;
     a->stats.matches++;
@@ -220,6 +239,7 @@ static int32_t act(antislop *a, const bt_view *v, const bt__match *mp) {
             return 0;
         }
         a->stats.soft_bans++;
+        explain(s, v, &m, t, factor, " (soft)");
         clear_after(a, t);
         return n - t;
     }
@@ -234,6 +254,7 @@ static int32_t act(antislop *a, const bt_view *v, const bt__match *mp) {
             return 0;
         }
         a->stats.rewound_further++;
+        explain(s, v, &m, t2, 0.0f, ": retry limit, one token further back");
         clear_after(a, t2);
         return n - t2;
     }
@@ -245,6 +266,7 @@ static int32_t act(antislop *a, const bt_view *v, const bt__match *mp) {
         return 0;
     }
     a->stats.hard_bans++;
+    explain(s, v, &m, t, 0.0f, "");
     clear_after(a, t);
     return n - t;
 }
@@ -269,7 +291,7 @@ static int32_t as_backtrack(bt_strategy *s, const bt_view *v) {
      * must not hide a later, different one, so go on with the next. */
     while (ph.pattern >= 0 || re.pattern >= 0) {
         bool use_re = re.pattern >= 0 && (ph.pattern < 0 || re.start < ph.start);
-        int32_t r = act(a, v, use_re ? &re : &ph);
+        int32_t r = act(s, v, use_re ? &re : &ph);
         if (r > 0) return r;
         if (a->n_bans >= a->cap_bans) break; /* no ban is possible any more: nothing to do */
         if (!use_re) {

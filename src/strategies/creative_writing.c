@@ -38,6 +38,7 @@ static void cw_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
     creative *c = s->ctx;
     if (c->is_flat && c->has_memory && v->n_tokens == c->mem_pos) {
         logits[c->mem_tok] = FLT_MAX;
+        bt_view_note_force(v, s, v->n_tokens, c->mem_tok, "the remembered argmax");
         c->has_memory = false;
         c->is_flat = false;
         return;
@@ -75,7 +76,9 @@ static void cw_on_next_token(bt_strategy *s, const bt_view *v, const bt_candidat
 static int32_t cw_backtrack(bt_strategy *s, const bt_view *v) {
     creative *c = s->ctx;
     c->rewinding = c->is_flat && c->has_memory && c->mem_pos < v->n_tokens;
-    return c->rewinding ? v->n_tokens - c->mem_pos : 0;
+    if (!c->rewinding) return 0;
+    bt_view_note_rewind(v, s, "flat distribution: back to token %d for the argmax", c->mem_pos);
+    return v->n_tokens - c->mem_pos;
 }
 
 /* Its own rewind lands on the remembered position, where on_logits then forces the

@@ -166,6 +166,7 @@ static int32_t hg_backtrack(bt_strategy *s, const bt_view *v) {
     guidance *g = s->ctx;
     if (!g->go_back) return 0;
     g->go_back = false;
+    bt_view_note_rewind(v, s, "the user chose \"Go back\"");
     return v->n_tokens >= 2 ? 2 : v->n_tokens;
 }
 

@@ -71,8 +71,12 @@ static bt_token due(const replace *r, const bt_view *v) {
 }
 
 static void rp_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
-    bt_token t = due(s->ctx, v);
-    if (t >= 0) bt_candidates_set_p(c, t, 1e9f);
+    replace *r = s->ctx;
+    bt_token t = due(r, v);
+    if (t < 0) return;
+    bt_candidates_set_p(c, t, 1e9f);
+    bt_view_note_force(v, s, v->n_tokens, t, "replacement token %d of %d",
+                       v->n_tokens - r->force_pos + 1, r->n_repl);
 }
 
 static void rp_on_next_token(bt_strategy *s, const bt_view *v, const bt_candidates *c) {
@@ -119,6 +123,7 @@ static int32_t rp_backtrack(bt_strategy *s, const bt_view *v) {
     r->force_pos = t;
     r->done++;
     bt__log(BT_LOG_DEBUG, "replace: \"%s\" at token %d (replacement %d)", r->find[m.pattern], t, r->done);
+    bt_view_note_rewind(v, s, "found \"%s\": replacing it", r->find[m.pattern]);
     return v->n_tokens - t;
 }
 
