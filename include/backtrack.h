@@ -482,7 +482,8 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
 
 enum bt_event_type {
     BT_EVENT_BEGIN = 1, /* the generation starts: n = prompt tokens, pos = 0,
-                           token = prompt tokens taken from the cache (n_prompt_cached) */
+                           token = prompt tokens taken from the cache (n_prompt_cached),
+                           stats: n_prompt, n_prompt_cached and seed are set          */
     BT_EVENT_DRAW,      /* `token` drawn at continuation position `pos`, with probability
                            `p` in the distribution it was drawn from (after strategies,
                            normalised to sum 1); top[0..n_top) its most probable entries */
@@ -511,7 +512,7 @@ typedef struct bt_event {
     const char         *reason;   /* REWIND, BAN, FORCE: a short reason, "" if none         */
     const char         *text;     /* RELEASE: the released text (UTF-8)                     */
     size_t              text_len;
-    const bt_stats     *stats;    /* END                                                    */
+    const bt_stats     *stats;    /* END (final), BEGIN (seed and prompt counts only)        */
 } bt_event;
 
 /* Called for every event, on the generating thread. Everything `ev` points to is valid

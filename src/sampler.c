@@ -722,7 +722,8 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
     }
     bool began = rc == BT_OK && s->obs_fn; /* then END follows, whatever happens */
     if (began) {
-        bt_event ev = {.type = BT_EVENT_BEGIN, .n = n_prompt, .token = st->n_prompt_cached};
+        bt_event ev = {.type = BT_EVENT_BEGIN, .n = n_prompt, .token = st->n_prompt_cached,
+                       .stats = st};
         emit(&g, &ev);
     }
     if (rc == BT_OK) {

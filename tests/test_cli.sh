@@ -198,5 +198,34 @@ expect_usage "logit-bias bad number" "TOKEN_ID(+/-)BIAS" "${M[@]}" "${P[@]}" -l 
 expect_usage "logit-bias missing" "-l needs a value" "${M[@]}" "${P[@]}" -l
 expect_usage "logit-bias outside the vocabulary" "--logit-bias: token 512 is outside the vocabulary (512 tokens)" "${M[@]}" "${P[@]}" -l 512+1
 
+# ---- --trace: the events replay to exactly what was printed (tests/trace_check.mjs) ----
+here=$(cd "$(dirname "$0")" && pwd)
+for args in "-s antislop --slop Lily --slop park --slop ball --seed 3 -n 150" \
+            "-s creative-writing --seed 5 -n 80" \
+            "-s replace --find Lily --replace Sue --seed 2 -n 80" \
+            "-s antislop --slop-file /work/shared/slop/slop_phrase_prob_adjustments.json --seed 4 -n 100 --temp 1.5"; do
+    # shellcheck disable=SC2086
+    case "$args" in *"/work/shared/"*) [ -d "${BT_SHARED:-$here/../../shared}/slop" ] || continue ;; esac
+    args=${args//\/work\/shared/${BT_SHARED:-$here/../../shared}}
+    # shellcheck disable=SC2086
+    "$bin" "${M[@]}" "${P[@]}" $args --stats --trace "$tmp/t.jsonl" >"$tmp/out" 2>"$tmp/err"
+    if [ $? -eq 0 ] && node "$here/trace_check.mjs" "$tmp/t.jsonl" "$tmp/out" "$tmp/err" >"$tmp/chk" 2>&1; then ok
+    else bad "--trace $args: $(cat "$tmp/chk" "$tmp/err")"; fi
+done
+# the rewinds AntiSlop makes say which phrase, and its bans come before them
+"$bin" "${M[@]}" "${P[@]}" -s antislop --slop Lily --seed 3 -n 60 --trace "$tmp/t.jsonl" >/dev/null 2>&1
+grep -q '"ev":"ban".*"reason":"phrase \\"Lily\\""' "$tmp/t.jsonl" && grep -q '"ev":"rewind".*"strategy":"antislop","reason":"phrase \\"Lily\\""' "$tmp/t.jsonl" && ok || bad "antislop's trace has no reasoned ban and rewind"
+# the trace does not change the text
+a=$("$bin" "${M[@]}" "${P[@]}" -s antislop --slop Lily --seed 3 -n 60 2>/dev/null)
+b=$("$bin" "${M[@]}" "${P[@]}" -s antislop --slop Lily --seed 3 -n 60 --trace "$tmp/t2.jsonl" 2>/dev/null)
+[ "$a" = "$b" ] && ok || bad "--trace changed the text"
+# '-' writes to stderr; an unwritable path is a usage error
+"$bin" "${M[@]}" "${P[@]}" -n 5 --seed 1 --trace - 2>"$tmp/err" >/dev/null && grep -q '^{"ev":"end"' "$tmp/err" && ok || bad "--trace - did not write to stderr"
+expect_usage "trace unwritable" "--trace: cannot write '/nonexistent/t.jsonl'" "${M[@]}" "${P[@]}" -n 5 --trace /nonexistent/t.jsonl
+expect_usage "trace missing value" "--trace needs a value" "${M[@]}" "${P[@]}" --trace
+# --live into a pipe is plain output, byte for byte
+c=$("$bin" "${M[@]}" "${P[@]}" -s antislop --slop Lily --seed 3 -n 60 --live 2>/dev/null)
+[ "$a" = "$c" ] && ok || bad "--live changed the piped output"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -385,6 +385,9 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat},
         {NULL, "--chat-template", OPT_STR, 0, 0, &a->chat_template},
         {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats},
+        {NULL, "--trace", OPT_STR, 0, 0, &a->trace_path},
+        {NULL, "--live", OPT_FLAG, 0, 0, &a->live},
+        {NULL, "--live-delay", OPT_INT, 0, 10000, &a->live_delay_ms},
         {"-v", "--verbose", OPT_FLAG, 0, 0, &a->verbose},
         {"-h", "--help", OPT_FLAG, 0, 0, &a->help},
         /* server only (checked below) */
@@ -648,6 +651,12 @@ void cli_usage(FILE *f) {
         "      --seed N            random seed (default: random, shown by --stats)\n"
         "output:\n"
         "      --stats             print a statistics line on stderr at the end\n"
+        "      --trace FILE        write every step (draws, rewinds and why, bans, releases) as\n"
+        "                          JSON Lines to FILE ('-': stderr); see docs/trace.md and\n"
+        "                          `backtrack replay`\n"
+        "      --live              on a terminal, show the text a strategy still holds back\n"
+        "                          dimmed, and rewinds erasing it (plain output otherwise)\n"
+        "      --live-delay MS     pause MS milliseconds per step in --live (to watch it)\n"
         "  -v, --verbose           show llama.cpp's log\n"
         "  -h, --help              this help\n"
         "\n"

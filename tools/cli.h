@@ -40,6 +40,9 @@ typedef struct cli_args {
     int32_t     n_logit_bias;
     uint64_t    seed;
     int         chat, stats, verbose, help;
+    const char *trace_path;    /* --trace FILE: the generation's events as JSON Lines */
+    int         live;          /* --live: held text dimmed, rewinds erased (terminals)  */
+    int32_t     live_delay_ms; /* --live-delay */
     /* `backtrack serve` only */
     const char *host;
     int32_t     port, parallel, queue, max_body_kb;

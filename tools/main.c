@@ -5,13 +5,16 @@
  * text: a warning says so), 1 runtime error (model, context, generation), 2 bad usage.
  */
 #include "cli.h"
+#include "live.h"
 #include "serve.h"
+#include "trace.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int g_verbose;
 
@@ -27,19 +30,33 @@ static void log_to_stderr(void *user, int level, const char *msg) {
 }
 
 typedef struct out_state {
-    int closed; /* stdout went away (closed pipe) */
+    int        closed; /* stdout went away (closed pipe) */
+    live_view *live;   /* --live on a terminal: it draws the text, not on_release */
 } out_state;
 
 /* Stream released text to stdout at once; stop generating if nobody reads it. */
 static int on_release(void *user, bt_token id, const char *text, size_t len) {
     (void)id;
     out_state *o = user;
+    if (o->live) return live_failed(o->live) ? (o->closed = 1) : 0;
     if (len == 0) return 0;
     if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
         o->closed = 1;
         return 1;
     }
     return 0;
+}
+
+/* The observers --trace and --live install (either or both). */
+typedef struct observers {
+    trace_file *trace;
+    live_view  *live;
+} observers;
+
+static void observe_all(void *user, const bt_event *ev) {
+    observers *o = user;
+    if (o->trace) trace_file_observe(o->trace, ev);
+    if (o->live) live_observe(o->live, ev);
 }
 
 /* Read a whole file as a NUL-terminated string. */
@@ -100,6 +117,7 @@ int main(int argc, char **argv) {
     bt_provider *prov = NULL;
     bt_strategy *strat = NULL;
     bt_sampler *smp = NULL;
+    observers obs = {0};
     char *file_prompt = NULL, *chat_prompt = NULL;
     const char *prompt = a.prompt;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
@@ -155,7 +173,24 @@ int main(int argc, char **argv) {
         goto fail;
     }
 
-    out_state out = {0};
+    if (a.trace_path) {
+        trace_info ti = {.prompt = prompt, .model = a.model,
+                         .strategy = strat ? strat->iface->name : ""};
+        if (!(obs.trace = trace_file_open(a.trace_path, prov, &ti, err, sizeof err))) {
+            status = 2;
+            goto fail;
+        }
+    }
+    /* --live only where someone watches: plain output into a pipe or a file */
+    if (a.live && isatty(fileno(stdout)) && !(obs.live = live_open(stdout, prov, a.live_delay_ms))) {
+        snprintf(err, sizeof err, "out of memory");
+        goto fail;
+    }
+    if ((obs.trace || obs.live) && bt_sampler_set_observer(smp, observe_all, &obs, 5) != BT_OK) {
+        snprintf(err, sizeof err, "%s", bt_last_error());
+        goto fail;
+    }
+    out_state out = {.live = obs.live};
     bt_stats st;
     rc = bt_generate(smp, prompt, prompt_len, on_release, &out, &st);
     if (!out.closed) {
@@ -186,10 +221,17 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "stats: replace: replacements=%d\n", reps);
         }
     }
+    live_close(obs.live);
+    obs.live = NULL;
     if (rc != BT_OK) {
         snprintf(err, sizeof err, "%s", bt_last_error());
         goto fail;
     }
+    if (trace_file_close(obs.trace, err, sizeof err) != 0) {
+        obs.trace = NULL;
+        goto fail;
+    }
+    obs.trace = NULL;
     /* the CLI sets no max_length: a length stop is the end of the context */
     if (st.stop_reason == BT_STOP_MAX_LENGTH && (a.stats || a.verbose))
         fprintf(stderr, "backtrack: note: the context is full (-c %d tokens, prompt %d): the "
@@ -202,6 +244,8 @@ int main(int argc, char **argv) {
 fail:
     fprintf(stderr, "backtrack: error: %s\n", err);
 done:
+    live_close(obs.live);
+    trace_file_close(obs.trace, err, sizeof err); /* an error is already being reported */
     bt_sampler_free(smp);
     bt_strategy_free(strat);
     bt_provider_free(prov);
