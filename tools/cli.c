@@ -616,6 +616,7 @@ void cli_usage(FILE *f) {
     fprintf(f,
         "usage: backtrack -m MODEL (-p TEXT | -f FILE) [options] [-s STRATEGY [its options]]...\n"
         "       backtrack serve -m MODEL [options]   (an OpenAI-compatible server: serve -h)\n"
+        "       backtrack replay TRACE.jsonl -o PAGE.html   (a trace as a page: replay -h)\n"
         "\n"
         "Generate text with a sampling strategy that can undo the tokens it just generated.\n"
         "Text streams to stdout as it becomes final.\n"

@@ -6,6 +6,7 @@
  */
 #include "cli.h"
 #include "live.h"
+#include "replay.h"
 #include "serve.h"
 #include "trace.h"
 
@@ -96,6 +97,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t cap) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "serve") == 0) return serve_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0) return replay_main(argc - 1, argv + 1);
     char err[512] = "";
     cli_args a;
     int rc = cli_parse(argc, argv, &a, err, sizeof err);
