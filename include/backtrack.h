@@ -813,6 +813,85 @@ bt_strategy *bt_human_guidance_strategy_init(const bt_human_guidance_params *par
  * n strategies (also on failure: they are freed). */
 bt_strategy *bt_chain_strategy_init(bt_strategy **strategies, int32_t n);
 
+/* ==========================================================================
+ * 7. The strategy catalog
+ *
+ * Every built-in strategy and its options, described once (name, kind, range, default,
+ * help) next to the strategy's code. The CLI's flags and -h, the server's JSON fields and
+ * the Python package's keywords all come from it, and bt_strategy_create builds a
+ * strategy from option values given by name, validated here with one set of messages.
+ * ========================================================================== */
+
+enum bt_option_kind {
+    BT_OPTION_INT = 0,    /* a whole number in [min, max]                                 */
+    BT_OPTION_FLOAT,      /* a finite number in [min, max]                                */
+    BT_OPTION_BOOL,       /* 0 or 1; the CLI flag sets the opposite of the default        */
+    BT_OPTION_TEXT,       /* one UTF-8 string (given again: replaces)                      */
+    BT_OPTION_TEXT_LIST,  /* UTF-8 strings (given again: appends)                          */
+    BT_OPTION_PHRASE_LIST,/* UTF-8 strings, each with an adjustment: 0 (a hard ban) or in
+                             (0, 1] (a soft ban: probability times it)                    */
+    BT_OPTION_PATH_LIST   /* files to read (given again: appends). A server must refuse
+                             these: they would read its files for a client              */
+};
+
+typedef struct bt_option_info {
+    const char *name;  /* "keep_index_buffer": the JSON field and the Python keyword      */
+    const char *flag;  /* "--keep-index-buffer": the CLI's                                */
+    int         kind;  /* enum bt_option_kind                                             */
+    double      min, max; /* numbers: the accepted range                                  */
+    double      def;   /* numbers and BOOL: the default                                   */
+    const char *arg;   /* the CLI's placeholder for the value ("N", "TEXT"), NULL for BOOL */
+    const char *help;  /* one line                                                         */
+    bool        required;
+} bt_option_info;
+
+typedef struct bt_strategy_info {
+    const char           *name;     /* "antislop": -s NAME, the JSON "name", Python   */
+    const char           *summary;  /* one line                                        */
+    const bt_option_info *options;
+    int32_t               n_options;
+    bool                  terminal; /* needs a person at a terminal (HumanGuidance):
+                                       a server cannot offer it                       */
+} bt_strategy_info;
+
+/* The built-in strategies: bt_strategy_catalog_get(i) for i in [0, size), NULL outside.
+ * The infos are static: never freed, valid for the life of the process. */
+int32_t                 bt_strategy_catalog_size(void);
+const bt_strategy_info *bt_strategy_catalog_get(int32_t i);
+
+/* The strategy called `name` (NULL if none); the option whose name or CLI flag is `key`
+ * (NULL if none). */
+const bt_strategy_info *bt_strategy_info_find(const char *name);
+const bt_option_info   *bt_option_info_find(const bt_strategy_info *si, const char *key);
+
+/* Option values on their way to bt_strategy_create. */
+typedef struct bt_strategy_options bt_strategy_options;
+
+/* NULL on out of memory or si == NULL. Free with bt_strategy_options_free. */
+bt_strategy_options *bt_strategy_options_new(const bt_strategy_info *si);
+void bt_strategy_options_free(bt_strategy_options *o);
+
+/* Set a number (INT, FLOAT, BOOL) by option name or flag. BT_ERR_INVALID_ARG with a
+ * message naming the strategy, the option and its range for an unknown option, the wrong
+ * kind, a value out of range or not whole for INT, NaN. */
+int bt_strategy_options_set(bt_strategy_options *o, const char *key, double value);
+
+/* Give a string (TEXT, TEXT_LIST, PHRASE_LIST, PATH_LIST) by option name or flag:
+ * text[0..len) is copied. `adjustment` only for PHRASE_LIST (0 or in (0, 1]), else 0.
+ * BT_ERR_UTF8, BT_ERR_INVALID_ARG (unknown option, wrong kind, empty text, bad
+ * adjustment), BT_ERR_NOMEM. */
+int bt_strategy_options_add(bt_strategy_options *o, const char *key, const char *text,
+                            size_t len, float adjustment);
+
+/* How many values option `key` was given (0: not given, the default applies); -1 for an
+ * unknown option. */
+int32_t bt_strategy_options_count(const bt_strategy_options *o, const char *key);
+
+/* Build the strategy. `provider` may be NULL for strategies that need none to start (all
+ * built-ins today). NULL on error (a missing required option, a file that cannot be read,
+ * an invalid regex, ...: see bt_last_error, which names the strategy). */
+bt_strategy *bt_strategy_create(const bt_strategy_options *o, bt_provider *provider);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,7 +2,7 @@
  * adaptive_temperature.c -- entropy-driven logit scaling (Alexander Doria's rule, as in
  * the original): sharpen the distribution where the model is uncertain. Never rewinds.
  */
-#include "../internal.h"
+#include "catalog.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,3 +70,26 @@ bt_strategy *bt_adaptive_temperature_strategy_init(const bt_adaptive_temperature
     if (!s) free(a);
     return s;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+static const bt_option_info adaptive_options[5] = {
+    {"c0", "--c0", BT_OPTION_FLOAT, -1e6, 1e6, -0.037, "X", "coefficient of H^4 (-0.037)", false},
+    {"c1", "--c1", BT_OPTION_FLOAT, -1e6, 1e6, 0.481, "X", "coefficient of H^3 (0.481)", false},
+    {"c2", "--c2", BT_OPTION_FLOAT, -1e6, 1e6, -2.3, "X", "coefficient of H^2 (-2.3)", false},
+    {"c3", "--c3", BT_OPTION_FLOAT, -1e6, 1e6, 4.917, "X", "coefficient of H (4.917)", false},
+    {"c4", "--c4", BT_OPTION_FLOAT, -1e6, 1e6, -1.791, "X", "constant (-1.791)", false},
+};
+
+static bt_strategy *adaptive_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)p;
+    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
+    for (int32_t i = 0; i < 5; i++) ap.coeffs[i] = (float)bt__opt_num(o, i);
+    return bt_adaptive_temperature_strategy_init(&ap);
+}
+
+const bt__strategy_def bt__adaptive_temperature_def = {
+    {"adaptive-temperature", "sharpen the distribution by its entropy",
+     adaptive_options, 5, false},
+    adaptive_create,
+};

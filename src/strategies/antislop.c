@@ -13,6 +13,7 @@
  * removed text (on_rewind).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
+#include "catalog.h"
 #include "matcher.h"
 
 #include <math.h>
@@ -464,3 +465,118 @@ int bt_antislop_get_stats(const bt_strategy *s, bt_antislop_stats *out) {
     *out = ((const antislop *)s->ctx)->stats;
     return BT_OK;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+enum { AS_SLOPS, AS_SLOP_FILES, AS_REGEXES, AS_REGEX_FILES, AS_HARD, AS_BUFFER, AS_VARIANTS,
+       AS_WHOLE_WORD, AS_SKIP, AS_RETRIES, AS_RETRIES_TOTAL, AS_N };
+
+static const bt_option_info antislop_options[AS_N] = {
+    [AS_SLOPS] = {"slops", "--slop", BT_OPTION_PHRASE_LIST, 0, 0, 0, "TEXT",
+                  "a phrase to ban (repeatable; JSON: strings, or [phrase, adjustment] pairs "
+                  "for soft bans)", false},
+    [AS_SLOP_FILES] = {"slop_files", "--slop-file", BT_OPTION_PATH_LIST, 0, 0, 0, "FILE",
+                       "phrases, one per line or JSON ([\"a\", ...] or [[\"a\", adj], ...])",
+                       false},
+    [AS_REGEXES] = {"regexes", "--slop-regex", BT_OPTION_TEXT_LIST, 0, 0, 0, "PCRE",
+                    "a regular expression to ban (repeatable)", false},
+    [AS_REGEX_FILES] = {"regex_files", "--slop-regex-file", BT_OPTION_PATH_LIST, 0, 0, 0, "FILE",
+                        "regular expressions, one per line", false},
+    [AS_HARD] = {"slop_hard", "--slop-hard", BT_OPTION_BOOL, 0, 1, 0, NULL,
+                 "ban outright even where a file gives adjustments", false},
+    [AS_BUFFER] = {"keep_index_buffer", "--keep-index-buffer", BT_OPTION_INT, 0, 1e6, 5, "N",
+                   "extra tokens held back (5)", false},
+    [AS_VARIANTS] = {"with_variants", "--no-variants", BT_OPTION_BOOL, 0, 1, 1, NULL,
+                     "match case-insensitively (the CLI flag turns it off)", false},
+    [AS_WHOLE_WORD] = {"whole_word", "--whole-word", BT_OPTION_BOOL, 0, 1, 0, NULL,
+                       "a phrase must not match inside a longer word", false},
+    [AS_SKIP] = {"skip_tokens", "--skip-tokens", BT_OPTION_INT, 0, 1e9, 0, "N",
+                 "ignore matches starting in the first N tokens", false},
+    [AS_RETRIES] = {"max_retries", "--max-retries", BT_OPTION_INT, 1, 1e6, 20, "N",
+                    "bans at one position before rewinding further (20)", false},
+    [AS_RETRIES_TOTAL] = {"max_retries_total", "--max-retries-total", BT_OPTION_INT, 1, 1e8, 1000,
+                          "N", "bans per generation before letting phrases through (1000)", false},
+};
+
+/* Append the regexes of o's files and list to *res (grown with realloc). */
+static int gather_regexes(const bt_strategy_options *o, char ***res, int32_t *n_res) {
+    for (int32_t i = 0; i < bt__opt_count(o, AS_REGEX_FILES); i++) {
+        char **more = NULL;
+        int32_t n_more = 0;
+        int rc = bt_regex_list_load(bt__opt_str(o, AS_REGEX_FILES, i), &more, &n_more);
+        if (rc != BT_OK) return rc;
+        char **grown = realloc(*res, (size_t)(*n_res + n_more + 1) * sizeof *grown);
+        if (!grown) {
+            bt_strings_free(more, n_more);
+            return bt__fail(BT_ERR_NOMEM, "out of memory");
+        }
+        *res = grown;
+        memcpy(grown + *n_res, more, (size_t)n_more * sizeof *more);
+        *n_res += n_more;
+        free(more);
+    }
+    for (int32_t i = 0; i < bt__opt_count(o, AS_REGEXES); i++) {
+        char **grown = realloc(*res, (size_t)(*n_res + 1) * sizeof *grown);
+        if (!grown) return bt__fail(BT_ERR_NOMEM, "out of memory");
+        *res = grown;
+        if (!(grown[*n_res] = strdup(bt__opt_str(o, AS_REGEXES, i))))
+            return bt__fail(BT_ERR_NOMEM, "out of memory");
+        (*n_res)++;
+    }
+    return BT_OK;
+}
+
+/* The phrases of o's list and files into l. */
+static int gather_phrases(const bt_strategy_options *o, bt_phrase_list *l) {
+    bool hard = bt__opt_num(o, AS_HARD) != 0;
+    for (int32_t i = 0; i < bt__opt_count(o, AS_SLOPS); i++) {
+        const char *ph = bt__opt_str(o, AS_SLOPS, i);
+        int rc = bt_phrase_list_add(l, ph, strlen(ph), hard ? 0.0f : bt__opt_adj(o, AS_SLOPS, i));
+        if (rc != BT_OK) return rc;
+    }
+    for (int32_t i = 0; i < bt__opt_count(o, AS_SLOP_FILES); i++) {
+        bt_phrase_list *f = NULL;
+        int rc = bt_phrase_list_load(bt__opt_str(o, AS_SLOP_FILES, i), hard, &f);
+        for (int32_t k = 0; rc == BT_OK && k < bt_phrase_list_size(f); k++) {
+            const char *ph = bt_phrase_list_phrase(f, k);
+            rc = bt_phrase_list_add(l, ph, strlen(ph), bt_phrase_list_adjustment(f, k));
+        }
+        bt_phrase_list_free(f);
+        if (rc != BT_OK) return rc;
+    }
+    return BT_OK;
+}
+
+static bt_strategy *antislop_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)p;
+    bt_strategy *s = NULL;
+    char **res = NULL;
+    int32_t n_res = 0;
+    bt_phrase_list *l = bt_phrase_list_new();
+    if (!l) {
+        bt__fail(BT_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    if (gather_phrases(o, l) == BT_OK && gather_regexes(o, &res, &n_res) == BT_OK) {
+        bt_antislop_params ap = bt_antislop_default_params();
+        ap.phrases = l;
+        ap.regexes = (const char *const *)res;
+        ap.n_regexes = n_res;
+        ap.keep_index_buffer = (int32_t)bt__opt_num(o, AS_BUFFER);
+        ap.with_variants = bt__opt_num(o, AS_VARIANTS) != 0;
+        ap.whole_word = bt__opt_num(o, AS_WHOLE_WORD) != 0;
+        ap.skip_tokens = (int32_t)bt__opt_num(o, AS_SKIP);
+        ap.max_retries_per_position = (int32_t)bt__opt_num(o, AS_RETRIES);
+        ap.max_retries_total = (int32_t)bt__opt_num(o, AS_RETRIES_TOTAL);
+        s = bt_antislop_strategy_init(&ap);
+    }
+    bt_phrase_list_free(l);
+    bt_strings_free(res, n_res);
+    return s;
+}
+
+const bt__strategy_def bt__antislop_def = {
+    {"antislop", "ban phrases: rewind when one appears and ban its first token there",
+     antislop_options, AS_N, false},
+    antislop_create,
+};

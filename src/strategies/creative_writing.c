@@ -13,7 +13,7 @@
  * Net effect: off-argmax picks survive where the model is sure; where it is not, the
  * sampler returns to the last such pick and takes the best non-banned token there.
  */
-#include "../internal.h"
+#include "catalog.h"
 
 #include <float.h>
 #include <math.h>
@@ -138,3 +138,31 @@ bt_strategy *bt_creative_writing_strategy_init(const bt_creative_writing_params 
     if (!s) free(c);
     return s;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+enum { CW_TOP_P_FLAT, CW_THRESHOLD, CW_EOS, CW_N };
+
+static const bt_option_info creative_options[CW_N] = {
+    [CW_TOP_P_FLAT] = {"top_p_flat", "--top-p-flat", BT_OPTION_FLOAT, 1e-6, 1, 0.65, "P",
+                       "mass that defines flatness (0.65)", false},
+    [CW_THRESHOLD] = {"top_k_threshold_flat", "--top-k-threshold-flat", BT_OPTION_INT, 1, 1e9, 9,
+                      "K", "flat when K or more tokens are needed to reach it (9)", false},
+    [CW_EOS] = {"eos_penalty", "--eos-penalty", BT_OPTION_FLOAT, 0, 1e6, 0.8, "F",
+                "end-of-text probability times F (0.8)", false},
+};
+
+static bt_strategy *creative_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)p;
+    bt_creative_writing_params cp = bt_creative_writing_default_params();
+    cp.top_p_flat = (float)bt__opt_num(o, CW_TOP_P_FLAT);
+    cp.top_k_threshold_flat = (int32_t)bt__opt_num(o, CW_THRESHOLD);
+    cp.eos_penalty = (float)bt__opt_num(o, CW_EOS);
+    return bt_creative_writing_strategy_init(&cp);
+}
+
+const bt__strategy_def bt__creative_writing_def = {
+    {"creative-writing", "avoid the most probable token; rewind where the distribution is flat",
+     creative_options, CW_N, false},
+    creative_create,
+};

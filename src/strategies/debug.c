@@ -4,7 +4,7 @@
  * Before each draw it shows the two most probable candidates and their probabilities.
  * It never rewinds, so it needs only on_probs; every other slot stays NULL.
  */
-#include "../internal.h"
+#include "catalog.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,3 +63,16 @@ bt_strategy *bt_debug_strategy_init(const bt_debug_params *params) {
     if (!s) free(d);
     return s;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+static bt_strategy *debug_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)o, (void)p;
+    return bt_debug_strategy_init(NULL);
+}
+
+const bt__strategy_def bt__debug_def = {
+    {"debug", "show the two most probable tokens and their probabilities before each pick",
+     NULL, 0, false},
+    debug_create,
+};

@@ -7,7 +7,7 @@
  * terminal leaves curses mode between menus, so nothing else on the screen is disturbed);
  * a callback can replace it (tests, GUIs).
  */
-#include "../internal.h"
+#include "catalog.h"
 
 #include <curses.h>
 #include <stdio.h>
@@ -224,3 +224,25 @@ bt_strategy *bt_human_guidance_strategy_init(const bt_human_guidance_params *par
     if (!s) free(g);
     return s;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+static const bt_option_info guidance_options[2] = {
+    {"top_k", "--menu-k", BT_OPTION_INT, 1, 64, 3, "K", "tokens in the menu (3)", false},
+    {"min_autopass", "--min-autopass", BT_OPTION_FLOAT, 0, 1, 1.0, "P",
+     "skip the menu when the top p >= P (1.0)", false},
+};
+
+static bt_strategy *guidance_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)p;
+    bt_human_guidance_params hp = bt_human_guidance_default_params();
+    hp.top_k = (int32_t)bt__opt_num(o, 0);
+    hp.min_autopass = (float)bt__opt_num(o, 1);
+    return bt_human_guidance_strategy_init(&hp);
+}
+
+const bt__strategy_def bt__human_guidance_def = {
+    {"human-guidance", "choose tokens yourself in a terminal menu (arrows, Enter, q)",
+     guidance_options, 2, true},
+    guidance_create,
+};

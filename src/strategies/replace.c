@@ -6,6 +6,7 @@
  * step, by giving each a probability of 1e9 in on_probs. Text inside a forced replacement
  * is never matched again.
  */
+#include "catalog.h"
 #include "matcher.h"
 
 #include <stdlib.h>
@@ -220,3 +221,44 @@ int32_t bt_replace_count(const bt_strategy *s) {
     if (!s || s->iface != &replace_iface) return -1;
     return ((const replace *)s->ctx)->done;
 }
+
+/* ==== In the catalog (catalog.c): options, described once ===================== */
+
+enum { RP_FIND, RP_REPLACE, RP_MAX, RP_MAX_NEW, RP_SKIP, RP_MAX_PROB, RP_N };
+
+static const bt_option_info replace_options[RP_N] = {
+    [RP_FIND] = {"find", "--find", BT_OPTION_TEXT_LIST, 0, 0, 0, "TEXT",
+                 "text to find (repeatable)", true},
+    [RP_REPLACE] = {"replace", "--replace", BT_OPTION_TEXT, 0, 0, 0, "TEXT",
+                    "what to put in its place", true},
+    [RP_MAX] = {"max_replacements", "--max-replacements", BT_OPTION_INT, -1, 1e9, -1, "N",
+                "at most N replacements (-1: no limit, the default)", false},
+    [RP_MAX_NEW] = {"max_new_tokens_for_replace", "--max-new-tokens-for-replace", BT_OPTION_INT,
+                    -1, 1e9, -1, "N",
+                    "replace only while the text is at most N tokens (-1: no limit, the default)",
+                    false},
+    [RP_SKIP] = {"skip_tokens", "--skip-tokens", BT_OPTION_INT, 0, 1e9, 0, "N",
+                 "ignore matches starting in the first N tokens", false},
+    [RP_MAX_PROB] = {"max_prob", "--max-prob", BT_OPTION_FLOAT, 0, 1, 1, "P",
+                     "replace only if the model gave the found text's first token p <= P (1)",
+                     false},
+};
+
+static bt_strategy *replace_create(const bt_strategy_options *o, bt_provider *p) {
+    (void)p;
+    bt_replace_params rp = bt_replace_default_params();
+    rp.find = bt__opt_strs(o, RP_FIND);
+    rp.n_find = bt__opt_count(o, RP_FIND);
+    rp.replace = bt__opt_str(o, RP_REPLACE, 0);
+    rp.max_replacements = (int32_t)bt__opt_num(o, RP_MAX);
+    rp.max_new_tokens_for_replace = (int32_t)bt__opt_num(o, RP_MAX_NEW);
+    rp.skip_tokens = (int32_t)bt__opt_num(o, RP_SKIP);
+    rp.max_prob = (float)bt__opt_num(o, RP_MAX_PROB);
+    return bt_replace_strategy_init(&rp);
+}
+
+const bt__strategy_def bt__replace_def = {
+    {"replace", "find and replace while generating (e.g. </think> -> \"\\nWait, but\")",
+     replace_options, RP_N, false},
+    replace_create,
+};
