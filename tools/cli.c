@@ -290,6 +290,7 @@ bt_llama_params cli_llama_params(const cli_args *a) {
     lp.n_ctx = a->n_ctx;
     lp.n_threads = a->n_threads;
     lp.n_gpu_layers = a->n_gpu_layers;
+    lp.rpc_servers = a->rpc_servers;
     lp.logits_window = a->logits_window;
     lp.verbose = a->verbose;
     return lp;
@@ -374,6 +375,7 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {"-c", "--ctx-size", OPT_INT, 0, 1 << 24, &a->n_ctx},
         {"-t", "--threads", OPT_INT, 0, 1024, &a->n_threads},
         {"-ngl", "--n-gpu-layers", OPT_INT, -1, 1e6, &a->n_gpu_layers},
+        {NULL, "--rpc", OPT_STR, 0, 0, &a->rpc_servers},
         {NULL, "--temp", OPT_FLOAT, 0, 1e6, &a->temp},
         {NULL, "--top-k", OPT_INT, 0, 1e9, &a->top_k},
         {NULL, "--top-p", OPT_FLOAT, 0, 1, &a->top_p},
@@ -593,7 +595,8 @@ int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err
 void cli_server_usage(FILE *f) {
     fprintf(f,
         "usage: backtrack serve -m MODEL [--host 127.0.0.1] [--port 8080] [--parallel 4]\n"
-        "                       [--queue 64] [-c N] [-t N] [-ngl N] [--max-body KB]\n"
+        "                       [--queue 64] [-c N] [-t N] [-ngl N] [--rpc HOST:PORT,...]\n"
+        "                       [--max-body KB]\n"
         "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
         "                       [--cors-origin ORIGIN]\n"
         "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
@@ -631,6 +634,9 @@ void cli_usage(FILE *f) {
         "  -t, --threads N         threads (default: the CPUs this process may use; 1 for\n"
         "                          models under 64 MiB)\n"
         "  -ngl, --n-gpu-layers N  layers to offload to a GPU (-1: all; needs a GPU build)\n"
+        "      --rpc HOST:PORT[,HOST:PORT...]  llama.cpp RPC workers (rpc-server): -ngl puts\n"
+        "                          layers on them (needs BT_LLAMA_RPC=1 scripts/get-llama.sh;\n"
+        "                          see docs/scale-out.md)\n"
         "      --logits-window N   positions whose logits are kept so a rewind costs no\n"
         "                          model evaluation (default 32; 0: re-decode one token)\n"
         "sampling:\n"

@@ -30,6 +30,7 @@ typedef struct cli_args {
     const char *prompt;
     const char *prompt_file;
     const char *chat_template; /* NULL: the model's */
+    const char *rpc_servers;   /* --rpc HOST:PORT[,...]: llama.cpp RPC workers (NULL: none) */
     int32_t     n_predict, n_ctx, n_threads, n_gpu_layers, top_k, logits_window;
     float       temp, top_p, min_p;
     /* penalties and logit bias (llama.cpp's flags; bt_sampler_params' fields) */

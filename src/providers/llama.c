@@ -17,9 +17,20 @@
 
 #include "ggml-backend.h"
 #include "llama.h"
+#if defined(__has_include) && __has_include("ggml-rpc.h")
+#include "ggml-rpc.h" /* the RPC protocol's version (headers only: no link to the backend) */
+#else
+#define RPC_PROTO_MAJOR_VERSION 6 /* llama.cpp v0.4.0's */
+#define RPC_PROTO_MINOR_VERSION 0
+#define GGML_RPC_MAX_SERVERS 16
+#endif
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -92,6 +103,8 @@ static void llama_log_cb(enum ggml_log_level level, const char *text, void *user
             : level == GGML_LOG_LEVEL_WARN ? BT_LOG_WARN : BT_LOG_DEBUG, "llama.cpp: %s", line);
 }
 
+static char loaded_from[PATH_MAX]; /* where load_backends looked, for messages */
+
 /* Load the ggml backends once. The prebuilt release ships one CPU library per CPU family
  * and picks the best at run time; they sit beside libllama, wherever it was loaded from
  * (the build's .deps/ or the install's lib/backtrack/). $BT_GGML_BACKEND_DIR or
@@ -110,6 +123,7 @@ static void load_backends(const char *dir) {
             snprintf(libdir, sizeof libdir, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
     }
     const char *path = dir && *dir ? dir : env && *env ? env : libdir;
+    snprintf(loaded_from, sizeof loaded_from, "%s", *path ? path : "ggml's default path");
     if (*path) ggml_backend_load_all_from_path(path);
     else ggml_backend_load_all();
 }
@@ -159,6 +173,183 @@ static int check_model_file(const char *path) {
     fclose(f);
     if (got != 4 || memcmp(magic, "GGUF", 4) != 0)
         return bt__fail(BT_ERR_MODEL, "model '%s' is not a GGUF file", path);
+    return BT_OK;
+}
+
+/* ==== RPC workers ========================================================= */
+/* params->rpc_servers: llama.cpp's RPC backend (libggml-rpc.so, loaded with the other
+ * backends) gives one device per worker (`rpc-server`); the model gets those devices, so
+ * n_gpu_layers puts layers, and their KV cache, on the workers. ggml's RPC client aborts
+ * the process when a worker cannot be reached or does not speak its protocol, so every
+ * endpoint is checked here first: the syntax, a TCP connection and the protocol's HELLO
+ * (the version), each with a clear error. A worker lost during a generation still aborts
+ * inside ggml: nothing here can catch that. */
+
+#define RPC_TIMEOUT_MS 5000
+#define RPC_CMD_HELLO 14   /* ggml-rpc.cpp: "RPC_CMD_HELLO must be always 14" */
+#define RPC_CAPS_SIZE 24   /* transport.h: RPC_CONN_CAPS_SIZE */
+
+/* Split "host:port" (at most `cap` bytes of host) with the rules of ggml's parser (the
+ * host ends at the first ':'), stricter: a non-empty host without spaces, a decimal port
+ * in 1..65535 and nothing else. */
+static int rpc_parse_endpoint(const char *ep, size_t len, char *host, size_t cap, char *port) {
+    const char *colon = memchr(ep, ':', len);
+    if (!colon || colon == ep)
+        return bt__fail(BT_ERR_INVALID_ARG, "RPC endpoint '%.*s' is not HOST:PORT", (int)len, ep);
+    size_t hl = (size_t)(colon - ep), pl = len - hl - 1;
+    if (hl >= cap) return bt__fail(BT_ERR_INVALID_ARG, "RPC endpoint '%.*s': host too long", (int)len, ep);
+    for (size_t i = 0; i < hl; i++)
+        if (ep[i] == '[' || ep[i] == ' ' || ep[i] == '\t')
+            return bt__fail(BT_ERR_INVALID_ARG, "RPC endpoint '%.*s': bad host (llama.cpp's RPC "
+                            "client takes a name or an IPv4 address)", (int)len, ep);
+    long v = 0;
+    for (size_t i = 0; i < pl; i++) {
+        char c = ep[hl + 1 + i];
+        if (c < '0' || c > '9' || (v = v * 10 + (c - '0')) > 65535) { v = -1; break; }
+    }
+    if (pl == 0 || pl > 5 || v < 1)
+        return bt__fail(BT_ERR_INVALID_ARG, "RPC endpoint '%.*s': the port must be 1 to 65535",
+                        (int)len, ep);
+    memcpy(host, ep, hl);
+    host[hl] = '\0';
+    snprintf(port, 6, "%ld", v);
+    return BT_OK;
+}
+
+/* Wait until fd is ready for `events` or RPC_TIMEOUT_MS passed. 1: ready, 0: timeout. */
+static int rpc_wait(int fd, short events) {
+    struct pollfd pf = {.fd = fd, .events = events};
+    int r;
+    do r = poll(&pf, 1, RPC_TIMEOUT_MS); while (r < 0 && errno == EINTR);
+    return r > 0;
+}
+
+/* Send or receive exactly n bytes within the timeout. BT_OK or -1 (errno set). */
+static int rpc_io(int fd, void *buf, size_t n, bool out) {
+    char *p = buf;
+    while (n > 0) {
+        if (!rpc_wait(fd, out ? POLLOUT : POLLIN)) { errno = ETIMEDOUT; return -1; }
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (k == 0) { errno = ECONNRESET; return -1; }
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return BT_OK;
+}
+
+/* Connect to host:port without blocking past the timeout: to the host's first IPv4
+ * address, the one ggml's client will use. */
+static int rpc_connect(const char *ep, const char *host, const char *port, int *fd_out) {
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *a = NULL;
+    int gai = getaddrinfo(host, port, &hints, &a);
+    if (gai != 0)
+        return bt__fail(BT_ERR_IO, "RPC worker '%s': cannot resolve '%s': %s", ep, host,
+                        gai_strerror(gai));
+    int err = 0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        err = errno;
+    } else if (connect(fd, a->ai_addr, a->ai_addrlen) == 0 ||
+               (errno == EINPROGRESS && rpc_wait(fd, POLLOUT))) {
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    } else {
+        err = errno == EINPROGRESS ? ETIMEDOUT : errno;
+    }
+    freeaddrinfo(a);
+    if (err == 0) {
+        *fd_out = fd;
+        return BT_OK;
+    }
+    if (fd >= 0) close(fd);
+    return bt__fail(BT_ERR_IO, "cannot reach RPC worker '%s': %s (is rpc-server running there?)",
+                    ep, strerror(err));
+}
+
+/* Check that `ep` answers the RPC protocol's HELLO with a version this ggml speaks, on
+ * a connection of its own (closed again: rpc-server then waits for the next client). */
+static int rpc_probe(const char *ep, const char *host, const char *port) {
+    int fd = -1, rc = rpc_connect(ep, host, port, &fd);
+    if (rc != BT_OK) return rc;
+    unsigned char req[1 + 8 + RPC_CAPS_SIZE] = {RPC_CMD_HELLO};
+    uint64_t size = RPC_CAPS_SIZE; /* host byte order, as ggml sends it */
+    memcpy(req + 1, &size, 8);
+    unsigned char rsp[4 + RPC_CAPS_SIZE];
+    if (rpc_io(fd, req, sizeof req, true) != 0 || rpc_io(fd, &size, 8, false) != 0) {
+        rc = bt__fail(BT_ERR_IO, "RPC worker '%s' does not answer llama.cpp's RPC greeting "
+                      "within %d s: %s (not an rpc-server, or a busy one: rpc-server serves "
+                      "one client at a time)", ep, RPC_TIMEOUT_MS / 1000, strerror(errno));
+    } else if (size != sizeof rsp || rpc_io(fd, rsp, sizeof rsp, false) != 0) {
+        rc = bt__fail(BT_ERR_IO, "'%s' does not speak llama.cpp's RPC protocol", ep);
+    } else if (rsp[0] != RPC_PROTO_MAJOR_VERSION || rsp[1] > RPC_PROTO_MINOR_VERSION) {
+        rc = bt__fail(BT_ERR_UNSUPPORTED, "RPC worker '%s' speaks protocol %d.%d.%d, this "
+                      "llama.cpp %d.%d (run the rpc-server of the same llama.cpp release)",
+                      ep, rsp[0], rsp[1], rsp[2], RPC_PROTO_MAJOR_VERSION, RPC_PROTO_MINOR_VERSION);
+    }
+    if (rc != BT_OK) { /* reset, not close: a worker that reads our greeting later must
+                          not answer a closed socket (rpc-server dies of SIGPIPE then) */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd);
+    return rc;
+}
+
+/* The devices for a model whose layers go to the workers of `list` ("host:port,...")
+ * then to any local GPU: a new NULL-terminated array in *out (free() it). */
+static int rpc_devices(const char *list, ggml_backend_dev_t **out) {
+    *out = NULL;
+    ggml_backend_reg_t reg = ggml_backend_reg_by_name("RPC");
+    if (!reg)
+        return bt__fail(BT_ERR_UNSUPPORTED, "this llama.cpp has no RPC backend (no "
+                        "libggml-rpc.so in %s; build it with BT_LLAMA_RPC=1 scripts/get-llama.sh)",
+                        loaded_from);
+    typedef ggml_backend_reg_t (*add_server_fn)(const char *endpoint);
+    add_server_fn add = (add_server_fn)ggml_backend_reg_get_proc_address(reg, "ggml_backend_rpc_add_server");
+    if (!add) return bt__fail(BT_ERR_UNSUPPORTED, "the RPC backend has no ggml_backend_rpc_add_server");
+
+    size_t n_local = ggml_backend_dev_count(), cap = n_local + 1, n = 0;
+    ggml_backend_dev_t *devs = NULL;
+    int n_ep = 0;
+    for (const char *p = list;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char host[256], port[6], ep[300];
+        int rc = len == 0 ? bt__fail(BT_ERR_INVALID_ARG, "RPC workers '%s': an empty endpoint", list)
+                 : ++n_ep > GGML_RPC_MAX_SERVERS
+                     ? bt__fail(BT_ERR_INVALID_ARG, "RPC workers: at most %d", GGML_RPC_MAX_SERVERS)
+                     : rpc_parse_endpoint(p, len, host, sizeof host, port);
+        if (rc == BT_OK) {
+            snprintf(ep, sizeof ep, "%s:%s", host, port);
+            rc = rpc_probe(ep, host, port);
+        }
+        ggml_backend_reg_t r = rc == BT_OK ? add(ep) : NULL;
+        if (rc == BT_OK && !r)
+            rc = bt__fail(BT_ERR_IO, "RPC worker '%s' offers no device", ep);
+        size_t k = r ? ggml_backend_reg_dev_count(r) : 0;
+        ggml_backend_dev_t *nd = rc == BT_OK ? realloc(devs, (cap + n + k) * sizeof *nd) : NULL;
+        if (rc == BT_OK && !nd) rc = bt__fail(BT_ERR_NOMEM, "out of memory");
+        if (rc != BT_OK) {
+            free(devs);
+            return rc;
+        }
+        devs = nd;
+        for (size_t i = 0; i < k; i++) devs[n++] = ggml_backend_reg_dev_get(r, i);
+        if (!end) break;
+        p = end;
+    }
+    /* local GPUs after the workers, as llama.cpp's own --rpc orders them */
+    for (size_t i = 0; i < n_local; i++) {
+        ggml_backend_dev_t d = ggml_backend_dev_get(i);
+        enum ggml_backend_dev_type t = ggml_backend_dev_type(d);
+        if (t == GGML_BACKEND_DEVICE_TYPE_GPU || t == GGML_BACKEND_DEVICE_TYPE_IGPU) devs[n++] = d;
+    }
+    devs[n] = NULL;
+    *out = devs;
     return BT_OK;
 }
 
@@ -583,7 +774,13 @@ static llama_shared *shared_new(const bt_llama_params *P, int32_t n_seq) {
     sh->n_seq = n_seq;
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = P->n_gpu_layers;
+    ggml_backend_dev_t *rpc = NULL;
+    if (P->rpc_servers && rpc_devices(P->rpc_servers, &rpc) != BT_OK) goto fail;
+    if (rpc && P->n_gpu_layers == 0)
+        bt__log(BT_LOG_WARN, "RPC workers given with n_gpu_layers 0: no layer goes to them");
+    mp.devices = rpc;
     sh->model = llama_model_load_from_file(P->model_path, mp);
+    free(rpc);
     if (!sh->model) {
         bt__fail(BT_ERR_MODEL, "cannot load model '%s' (truncated or unsupported GGUF; "
                                "-v shows llama.cpp's reason)", P->model_path);
