@@ -1,0 +1,321 @@
+"""BacktrackSampler: the original's sampler, running libbacktrack's generation loop."""
+import ctypes
+import math
+import queue
+import threading
+from dataclasses import dataclass
+
+from . import _capi as C
+from . import _bridge
+from .errors import BacktrackError
+from .provider.base_provider import BaseProvider
+from .strategy._c_strategy import CStrategy
+from .strategy.base_strategy import BaseStrategy
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The statistics of one generation (bt_stats). stop_reason: "eog",
+    "max_new_tokens", "max_length", "step_cap", "caller" or "error"."""
+    n_prompt: int
+    n_released: int
+    n_discarded: int
+    n_rewinds: int
+    n_steps: int
+    n_evaluated: int
+    n_eval_calls: int
+    n_prompt_reevaluated: int
+    n_dead_ends: int
+    stop_reason: str
+    seed: int
+    t_prompt_ms: float
+    t_total_ms: float
+    n_prompt_cached: int
+
+    @classmethod
+    def from_c(cls, st):
+        kw = {name: getattr(st, name) for name, _ in C.bt_stats._fields_}
+        kw["stop_reason"] = C.bt_stop_reason_name(st.stop_reason).decode()
+        return cls(**kw)
+
+    @property
+    def tokens_per_s(self):
+        """Draws per second after the prompt (the CLI's tok_per_s)."""
+        ms = self.t_total_ms - self.t_prompt_ms
+        return self.n_steps * 1000.0 / ms if ms > 0 else 0.0
+
+
+_DONE = object()
+_busy = set()  # id() of the providers a generation runs on
+
+
+def _provider_ptr(provider):
+    """(bt_provider *, owned): the C provider behind `provider`."""
+    c = getattr(provider, "_c_provider", None)
+    if callable(c):
+        return c(), False
+    return _bridge.provider_handle(provider, BaseProvider), True
+
+
+def _strategy_ptr(strategy):
+    """(bt_strategy * or None, owned)."""
+    if strategy is None:
+        return None, False
+    if isinstance(strategy, CStrategy):
+        return strategy._c_ptr(), False
+    return _bridge.strategy_handle(strategy, BaseStrategy), True
+
+
+def _bias_array(logit_bias):
+    if not logit_bias:
+        return None, 0
+    items = logit_bias.items() if isinstance(logit_bias, dict) else logit_bias
+    pairs = [(int(t), float(b)) for t, b in items]
+    arr = (C.bt_logit_bias * len(pairs))()
+    for i, (t, b) in enumerate(pairs):
+        arr[i].token, arr[i].bias = t, b
+    return arr, len(pairs)
+
+
+class BacktrackSampler:
+    """BacktrackSampler(provider, strategy): the generation loop of libbacktrack.
+
+    provider: a LlamacppProvider, or your BaseProvider subclass (any object with the
+        original's provider methods). strategy: a built-in strategy, a ChainStrategy, your
+        BaseStrategy subclass, or None (plain sampling).
+    sampler.stats: the Stats of the last generation (None before the first one ends).
+    """
+
+    def __init__(self, provider, strategy=None):
+        self.provider = provider
+        self.strategy = strategy
+        self.stats = None
+        self._prov, self._prov_owned = None, False
+        self._strat, self._strat_owned = None, False
+        self._smp = None
+        self._smp_key = None
+        self._running = False
+        with _bridge.calling() as ctx:
+            self._prov, self._prov_owned = _provider_ptr(provider)
+        ctx.reraise()
+        self._strat, self._strat_owned = _strategy_ptr(strategy)
+
+    # ---- life cycle ------------------------------------------------------------------
+
+    def close(self):
+        """Free the C objects now (also done when the sampler is garbage collected)."""
+        if self._running:
+            raise RuntimeError("a generation is running on this sampler")
+        self._drop_sampler()
+        s, self._strat = self._strat, None
+        if s and self._strat_owned:
+            C.bt_strategy_free(s)
+        p, self._prov = self._prov, None
+        if p and self._prov_owned:
+            C.bt_provider_free(p)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if not getattr(self, "_running", False):
+                self.close()
+        except Exception:  # interpreter shutdown
+            pass
+
+    def _drop_sampler(self):
+        smp, self._smp, self._smp_key = self._smp, None, None
+        if smp:
+            C.bt_sampler_free(smp)
+
+    def cancel(self):
+        """End the running generation at its next step (callable from any thread)."""
+        if self._smp:
+            C.bt_sampler_cancel(self._smp)
+
+    # ---- parameters --------------------------------------------------------------------
+
+    def _sampler_for(self, max_length, max_new_tokens, temperature, top_k, top_p, min_p, seed,
+                     repeat_penalty, repeat_last_n, frequency_penalty, presence_penalty,
+                     logit_bias, max_steps, add_special, parse_special, cache_prompt):
+        """The C sampler for these parameters (kept while they do not change)."""
+        p = C.bt_sampler_default_params()
+        p.temperature = 1.0 if temperature is None else float(temperature)
+        p.top_k = 0 if top_k is None else int(top_k)
+        p.top_p = 1.0 if top_p is None else float(top_p)
+        p.min_p = 0.0 if min_p is None else float(min_p)
+        if seed is None or seed < 0:
+            p.seed = C.BT_SEED_RANDOM
+        else:
+            p.seed = int(seed)
+        for name, val in (("max_new_tokens", max_new_tokens), ("max_length", max_length),
+                          ("max_steps", max_steps)):
+            val = 0 if val is None else int(val)
+            if not -2**31 <= val < 2**31:
+                raise ValueError(f"{name} must be in [0, 2**31)")
+            setattr(p, name, val)
+        p.add_special = bool(add_special)
+        p.parse_special = bool(parse_special)
+        p.cache_prompt = bool(cache_prompt)
+        p.repeat_penalty = float(repeat_penalty)
+        p.repeat_last_n = int(repeat_last_n)
+        p.frequency_penalty = float(frequency_penalty)
+        p.presence_penalty = float(presence_penalty)
+        bias, n_bias = _bias_array(logit_bias)
+        if bias is not None and any(math.isnan(b.bias) for b in bias):
+            raise ValueError("logit_bias: a bias is NaN")
+        p.logit_bias = bias
+        p.n_logit_bias = n_bias
+        key = (bytes(p), bytes(bias) if bias is not None else b"")
+        if self._smp is not None and key == self._smp_key:
+            return self._smp
+        self._drop_sampler()
+        with _bridge.calling() as ctx:
+            smp = C.bt_sampler_init(self._prov, self._strat, ctypes.byref(p))
+        ctx.reraise()
+        if not smp:
+            raise BacktrackError(C.last_error() or "bt_sampler_init failed")
+        self._smp, self._smp_key = smp, key
+        return smp
+
+    # ---- generation ----------------------------------------------------------------------
+
+    def generate(self, prompt, max_length=None, max_new_tokens=None, temperature=1, top_k=50,
+                 top_p=None, min_p=None, *, seed=None, repeat_penalty=1.0, repeat_last_n=64,
+                 frequency_penalty=0.0, presence_penalty=0.0, logit_bias=None, max_steps=0,
+                 add_special=True, parse_special=True, cache_prompt=True):
+        """Yield the token ids of the continuation of `prompt` (a str, or a list of token
+        ids) as the strategy releases them.
+
+        As the original: max_length (prompt + continuation; None: the context),
+        max_new_tokens (None: no limit), temperature, top_k (None or 0: off), top_p,
+        min_p. Beyond it: seed (None: random; see .stats.seed), repeat_penalty,
+        repeat_last_n, frequency_penalty, presence_penalty and logit_bias ({token: bias})
+        as llama.cpp's, max_steps (0: 8 per token + 64), add_special / parse_special for
+        the prompt's tokenization, cache_prompt (reuse the provider's cache of the last
+        generation's common prefix).
+
+        Bad parameters raise at once; errors of the library raise BacktrackError, and an
+        exception raised by a Python strategy or provider ends the generation and is
+        raised here. Closing the generator early (break) stops the generation.
+        """
+        return self._run(prompt, False, max_length, max_new_tokens, temperature, top_k, top_p,
+                         min_p, seed, repeat_penalty, repeat_last_n, frequency_penalty,
+                         presence_penalty, logit_bias, max_steps, add_special, parse_special,
+                         cache_prompt)
+
+    def generate_text(self, prompt, max_length=None, max_new_tokens=None, temperature=1,
+                      top_k=50, top_p=None, min_p=None, **kw):
+        """As generate(), but yield the released text as str pieces: every piece is whole
+        UTF-8 (a character split across tokens comes out whole; invalid bytes as U+FFFD),
+        exactly the bytes the CLI prints."""
+        opts = dict(seed=None, repeat_penalty=1.0, repeat_last_n=64, frequency_penalty=0.0,
+                    presence_penalty=0.0, logit_bias=None, max_steps=0, add_special=True,
+                    parse_special=True, cache_prompt=True)
+        unknown = set(kw) - set(opts)
+        if unknown:
+            raise TypeError(f"generate_text() got unexpected keyword arguments {sorted(unknown)}")
+        opts.update(kw)
+        return self._run(prompt, True, max_length, max_new_tokens, temperature, top_k, top_p,
+                         min_p, **opts)
+
+    def _run(self, prompt, text_mode, *params, **kw):
+        if self._prov is None:
+            raise ValueError("the sampler is closed")
+        if isinstance(self.provider, CStrategy):
+            raise TypeError("the provider comes first: BacktrackSampler(provider, strategy)")
+        if self._strat is not None and isinstance(self.strategy, CStrategy):
+            self.strategy._c_ptr()  # still ours (not taken over by a chain since)
+        if self._running or id(self.provider) in _busy:
+            raise RuntimeError("a generation is already running on this sampler or provider: "
+                               "finish or close() its generator first")
+        if isinstance(prompt, str):
+            data = prompt.encode("utf-8")
+            if not data:
+                raise ValueError("the prompt is empty")
+            toks = None
+        else:
+            data = None
+            toks = [int(t) for t in prompt]
+            if not toks:
+                raise ValueError("the prompt is empty")
+        smp = self._sampler_for(*params, **kw)
+        return self._stream(smp, data, toks, text_mode)
+
+    def _stream(self, smp, data, toks, text_mode):
+        """Run bt_generate on a worker thread; yield what its release callback queues."""
+        q = queue.SimpleQueue()
+        ctx = _bridge.calling(smp)
+        st = C.bt_stats()
+        res = {}
+
+        def on_release(user, tok, text, n):
+            if ctx.stopping:
+                return 1
+            if text_mode:
+                if n:
+                    q.put(ctypes.string_at(text, n).decode("utf-8", "replace"))
+            elif tok >= 0:
+                q.put(tok)
+            return 0
+
+        cb = C.RELEASE_FN(on_release)
+
+        def work():
+            try:
+                with ctx:
+                    if toks is None:
+                        rc = C.bt_generate(smp, data, len(data), cb, None, ctypes.byref(st))
+                    else:
+                        arr = (C.bt_token * len(toks))(*toks)
+                        rc = C.bt_generate_tokens(smp, arr, len(toks), cb, None,
+                                                  ctypes.byref(st))
+                    res["rc"] = rc
+                    res["err"] = C.last_error() if rc else ""
+            except BaseException as e:  # never lose it
+                res["exc"] = e
+            finally:
+                q.put(_DONE)
+
+        return self._consume(q, ctx, st, res, work)
+
+    def _consume(self, q, ctx, st, res, work):
+        # a generator of its own, so that generate() checks its arguments at once
+        t = threading.Thread(target=work, name="backtrack-generate", daemon=True)
+        self._running = True
+        pid = id(self.provider)
+        _busy.add(pid)
+        if hasattr(self.provider, "_busy"):
+            self.provider._busy = True
+        finished = False
+        try:
+            t.start()
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    finished = True
+                    break
+                yield item
+        finally:
+            if not finished:  # the caller stopped early: end the generation, wait for it
+                ctx.stopping = True
+                C.bt_sampler_cancel(ctx.sampler)
+            if t.ident is not None:
+                t.join()
+            self._running = False
+            _busy.discard(pid)
+            if hasattr(self.provider, "_busy"):
+                self.provider._busy = False
+            self.stats = Stats.from_c(st)
+            if not finished or ctx.exc is not None or "exc" in res:
+                # a cancel may still be pending on that C sampler: start from a fresh one
+                self._drop_sampler()
+        if "exc" in res:
+            raise res["exc"]
+        ctx.reraise()
+        if res.get("rc"):
+            raise BacktrackError(res["err"] or "generation failed", res["rc"])
