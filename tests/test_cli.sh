@@ -170,7 +170,8 @@ expect_error "corrupt slop JSON" "invalid JSON" "${M[@]}" "${P[@]}" -s antislop 
 : >"$tmp/empty.txt"
 expect_error "empty slop file" "holds no phrase" "${M[@]}" "${P[@]}" -s antislop --slop-file "$tmp/empty.txt"
 expect_error "invalid UTF-8 phrase" "UTF-8" "${M[@]}" "${P[@]}" -s antislop --slop $'\xff'
-expect_error "replace without text" "find string and a replacement" "${M[@]}" "${P[@]}" -s replace --find x
+expect_error "replace without text" "replace needs replace (--replace)" "${M[@]}" "${P[@]}" -s replace --find x
+expect_error "replace without find" "replace needs find (--find)" "${M[@]}" "${P[@]}" -s replace --replace x
 expect_error "invalid UTF-8 replacement" "UTF-8" "${M[@]}" "${P[@]}" -s replace --find x --replace $'\xc3('
 expect_error "replace given twice" "given twice" "${M[@]}" "${P[@]}" -s replace --replace a --replace b
 expect_error "negative retries" "--max-retries" "${M[@]}" "${P[@]}" -s antislop --slop x --max-retries 0

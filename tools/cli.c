@@ -14,220 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ==== Strategy table ====================================================== */
+/* ==== Strategies ========================================================== */
 
-typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_LIST, OPT_FLAG,
-               OPT_TEXT,     /* like OPT_STR, with \n \t \\ escapes  */
-               OPT_TEXT_LIST /* like OPT_LIST, with escapes            */ } opt_kind;
+/* The strategies and their options come from the library's catalog
+ * (bt_strategy_catalog_get): each option's CLI flag, kind, range and help are written
+ * once, next to the strategy's code, and the server reads the same table for its JSON. */
 
-typedef struct cli_opt_def {
-    const char *name; /* "--slop" */
-    opt_kind    kind;
-    double      min, max;
-    const char *help;
-} cli_opt_def;
-
-typedef struct cli_strategy_def {
-    const char        *name;
-    const char        *summary;
-    const cli_opt_def *opts; /* terminated by a NULL name */
-    /* Build the strategy from validated values (vals[i] belongs to opts[i]). */
-    bt_strategy *(*create)(const cli_value *vals, bt_provider *p);
-} cli_strategy_def;
-
-static bt_strategy *make_noop(const cli_value *v, bt_provider *p) {
-    (void)v, (void)p;
-    return bt_noop_strategy_init();
-}
-
-static bt_strategy *make_debug(const cli_value *v, bt_provider *p) {
-    (void)v, (void)p;
-    bt_debug_params dp = bt_debug_default_params();
-    return bt_debug_strategy_init(&dp);
-}
-
-static const cli_opt_def no_opts[] = {{NULL, 0, 0, 0, NULL}};
-
-/* ---- antislop ---- */
-enum { AS_SLOP, AS_SLOP_FILE, AS_REGEX, AS_REGEX_FILE, AS_HARD, AS_BUFFER, AS_NO_VARIANTS,
-       AS_WHOLE_WORD, AS_SKIP, AS_RETRIES, AS_RETRIES_TOTAL };
-static const cli_opt_def antislop_opts[] = {
-    [AS_SLOP] = {"--slop", OPT_TEXT_LIST, 0, 0, "TEXT: a phrase to ban (repeatable)"},
-    [AS_SLOP_FILE] = {"--slop-file", OPT_LIST, 0, 0,
-                      "FILE: phrases, one per line or JSON ([\"a\", ...] or [[\"a\", adj], ...])"},
-    [AS_REGEX] = {"--slop-regex", OPT_LIST, 0, 0, "PCRE: a regular expression to ban (repeatable)"},
-    [AS_REGEX_FILE] = {"--slop-regex-file", OPT_LIST, 0, 0, "FILE: regular expressions, one per line"},
-    [AS_HARD] = {"--slop-hard", OPT_FLAG, 0, 0, "ban outright even where a file gives adjustments"},
-    [AS_BUFFER] = {"--keep-index-buffer", OPT_INT, 0, 1e6, "N: extra tokens held back (default 5)"},
-    [AS_NO_VARIANTS] = {"--no-variants", OPT_FLAG, 0, 0, "match case-sensitively"},
-    [AS_WHOLE_WORD] = {"--whole-word", OPT_FLAG, 0, 0, "a phrase must not match inside a longer word"},
-    [AS_SKIP] = {"--skip-tokens", OPT_INT, 0, 1e9, "N: ignore matches starting in the first N tokens"},
-    [AS_RETRIES] = {"--max-retries", OPT_INT, 1, 1e6, "N: bans at one position before rewinding further (20)"},
-    [AS_RETRIES_TOTAL] = {"--max-retries-total", OPT_INT, 1, 1e8, "N: bans per generation before letting phrases through (1000)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static bt_strategy *make_antislop(const cli_value *v, bt_provider *p) {
-    (void)p;
-    bt_strategy *s = NULL;
-    bt_phrase_list *list = bt_phrase_list_new();
-    char **res = NULL;
-    int32_t n_res = 0;
-    if (!list) return NULL;
-    bool hard = v[AS_HARD].set > 0;
-    for (int i = 0; i < v[AS_SLOP].set; i++)
-        if (bt_phrase_list_add(list, v[AS_SLOP].strs[i], strlen(v[AS_SLOP].strs[i]), 0.0f) != BT_OK)
-            goto done;
-    for (int i = 0; i < v[AS_SLOP_FILE].set; i++) {
-        bt_phrase_list *f = NULL;
-        if (bt_phrase_list_load(v[AS_SLOP_FILE].strs[i], hard, &f) != BT_OK) goto done;
-        int rc = BT_OK;
-        for (int32_t k = 0; k < bt_phrase_list_size(f) && rc == BT_OK; k++) {
-            const char *ph = bt_phrase_list_phrase(f, k);
-            rc = bt_phrase_list_add(list, ph, strlen(ph), bt_phrase_list_adjustment(f, k));
-        }
-        bt_phrase_list_free(f);
-        if (rc != BT_OK) goto done;
-    }
-    for (int i = 0; i < v[AS_REGEX_FILE].set; i++) {
-        char **more = NULL;
-        int32_t n_more = 0;
-        if (bt_regex_list_load(v[AS_REGEX_FILE].strs[i], &more, &n_more) != BT_OK) goto done;
-        char **grown = realloc(res, (size_t)(n_res + n_more) * sizeof *grown);
-        if (!grown) {
-            bt_strings_free(more, n_more);
-            goto done;
-        }
-        res = grown;
-        memcpy(res + n_res, more, (size_t)n_more * sizeof *more);
-        n_res += n_more;
-        free(more);
-    }
-    for (int i = 0; i < v[AS_REGEX].set; i++) {
-        char **grown = realloc(res, (size_t)(n_res + 1) * sizeof *grown);
-        if (!grown || !(grown[n_res] = strdup(v[AS_REGEX].strs[i]))) {
-            if (grown) res = grown;
-            goto done;
-        }
-        res = grown;
-        n_res++;
-    }
-    bt_antislop_params ap = bt_antislop_default_params();
-    ap.phrases = list;
-    ap.regexes = (const char *const *)res;
-    ap.n_regexes = n_res;
-    if (v[AS_BUFFER].set) ap.keep_index_buffer = (int32_t)v[AS_BUFFER].num;
-    ap.with_variants = v[AS_NO_VARIANTS].set == 0;
-    ap.whole_word = v[AS_WHOLE_WORD].set > 0;
-    if (v[AS_SKIP].set) ap.skip_tokens = (int32_t)v[AS_SKIP].num;
-    if (v[AS_RETRIES].set) ap.max_retries_per_position = (int32_t)v[AS_RETRIES].num;
-    if (v[AS_RETRIES_TOTAL].set) ap.max_retries_total = (int32_t)v[AS_RETRIES_TOTAL].num;
-    s = bt_antislop_strategy_init(&ap);
-done:
-    bt_phrase_list_free(list);
-    bt_strings_free(res, n_res);
-    return s;
-}
-
-/* ---- replace ---- */
-enum { RP_FIND, RP_REPLACE, RP_MAX, RP_MAX_NEW, RP_SKIP, RP_MAX_PROB };
-static const cli_opt_def replace_opts[] = {
-    [RP_FIND] = {"--find", OPT_TEXT_LIST, 0, 0, "TEXT: text to find (repeatable)"},
-    [RP_REPLACE] = {"--replace", OPT_TEXT, 0, 0, "TEXT: what to put in its place"},
-    [RP_MAX] = {"--max-replacements", OPT_INT, 0, 1e9, "N: at most N replacements (default: no limit)"},
-    [RP_MAX_NEW] = {"--max-new-tokens-for-replace", OPT_INT, 0, 1e9,
-                    "N: replace only while the text is at most N tokens (default: no limit)"},
-    [RP_SKIP] = {"--skip-tokens", OPT_INT, 0, 1e9, "N: ignore matches starting in the first N tokens"},
-    [RP_MAX_PROB] = {"--max-prob", OPT_FLOAT, 0, 1, "P: replace only if the model gave the found text's "
-                                                    "first token p <= P (default 1)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static bt_strategy *make_replace(const cli_value *v, bt_provider *p) {
-    (void)p;
-    if (!v[RP_FIND].set || !v[RP_REPLACE].set) {
-        bt_replace_params none = bt_replace_default_params();
-        return bt_replace_strategy_init(&none); /* fails with the reason */
-    }
-    bt_replace_params rp = bt_replace_default_params();
-    rp.find = (const char *const *)v[RP_FIND].strs;
-    rp.n_find = v[RP_FIND].set;
-    rp.replace = v[RP_REPLACE].strs[0];
-    if (v[RP_MAX].set) rp.max_replacements = (int32_t)v[RP_MAX].num;
-    if (v[RP_MAX_NEW].set) rp.max_new_tokens_for_replace = (int32_t)v[RP_MAX_NEW].num;
-    if (v[RP_SKIP].set) rp.skip_tokens = (int32_t)v[RP_SKIP].num;
-    if (v[RP_MAX_PROB].set) rp.max_prob = (float)v[RP_MAX_PROB].num;
-    return bt_replace_strategy_init(&rp);
-}
-
-/* ---- creative-writing ---- */
-enum { CW_TOP_P_FLAT, CW_THRESHOLD, CW_EOS };
-static const cli_opt_def creative_opts[] = {
-    [CW_TOP_P_FLAT] = {"--top-p-flat", OPT_FLOAT, 1e-6, 1, "P: mass that defines flatness (0.65)"},
-    [CW_THRESHOLD] = {"--top-k-threshold-flat", OPT_INT, 1, 1e9,
-                      "K: flat when K or more tokens are needed to reach it (9)"},
-    [CW_EOS] = {"--eos-penalty", OPT_FLOAT, 0, 1e6, "F: end-of-text probability times F (0.8)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static bt_strategy *make_creative(const cli_value *v, bt_provider *p) {
-    (void)p;
-    bt_creative_writing_params cp = bt_creative_writing_default_params();
-    if (v[CW_TOP_P_FLAT].set) cp.top_p_flat = (float)v[CW_TOP_P_FLAT].num;
-    if (v[CW_THRESHOLD].set) cp.top_k_threshold_flat = (int32_t)v[CW_THRESHOLD].num;
-    if (v[CW_EOS].set) cp.eos_penalty = (float)v[CW_EOS].num;
-    return bt_creative_writing_strategy_init(&cp);
-}
-
-/* ---- adaptive-temperature ---- */
-static const cli_opt_def adaptive_opts[] = {
-    {"--c0", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^4 (-0.037)"},
-    {"--c1", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^3 (0.481)"},
-    {"--c2", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H^2 (-2.3)"},
-    {"--c3", OPT_FLOAT, -1e6, 1e6, "X: coefficient of H (4.917)"},
-    {"--c4", OPT_FLOAT, -1e6, 1e6, "X: constant (-1.791)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static bt_strategy *make_adaptive(const cli_value *v, bt_provider *p) {
-    (void)p;
-    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
-    for (int i = 0; i < 5; i++)
-        if (v[i].set) ap.coeffs[i] = (float)v[i].num;
-    return bt_adaptive_temperature_strategy_init(&ap);
-}
-
-/* ---- human-guidance ---- */
-enum { HG_K, HG_AUTOPASS };
-static const cli_opt_def guidance_opts[] = {
-    [HG_K] = {"--menu-k", OPT_INT, 1, 64, "K: tokens in the menu (3)"},
-    [HG_AUTOPASS] = {"--min-autopass", OPT_FLOAT, 0, 1, "P: skip the menu when the top p >= P (1.0)"},
-    {NULL, 0, 0, 0, NULL},
-};
-
-static bt_strategy *make_guidance(const cli_value *v, bt_provider *p) {
-    (void)p;
-    bt_human_guidance_params hp = bt_human_guidance_default_params();
-    if (v[HG_K].set) hp.top_k = (int32_t)v[HG_K].num;
-    if (v[HG_AUTOPASS].set) hp.min_autopass = (float)v[HG_AUTOPASS].num;
-    return bt_human_guidance_strategy_init(&hp);
-}
-
-static const cli_strategy_def strategy_defs[] = {
-    {"noop", "plain sampling: release every token at once, never rewind", no_opts, make_noop},
-    {"debug", "show the two most probable tokens and their probabilities before each pick",
-     no_opts, make_debug},
-    {"antislop", "ban phrases: rewind when one appears and ban its first token there",
-     antislop_opts, make_antislop},
-    {"replace", "find and replace while generating (e.g. </think> -> \"\\nWait, but\")",
-     replace_opts, make_replace},
-    {"creative-writing", "avoid the most probable token; rewind where the distribution is flat",
-     creative_opts, make_creative},
-    {"adaptive-temperature", "sharpen the distribution by its entropy", adaptive_opts, make_adaptive},
-    {"human-guidance", "choose tokens yourself in a terminal menu (arrows, Enter, q)",
-     guidance_opts, make_guidance},
-};
-#define N_DEFS ((int)(sizeof strategy_defs / sizeof strategy_defs[0]))
+/* The kinds of the general options (the table in parse()). */
+typedef enum { OPT_INT, OPT_FLOAT, OPT_STR, OPT_FLAG } opt_kind;
 
 /* ==== Helpers ============================================================== */
 
@@ -278,12 +72,6 @@ static char *unescape(const char *s) {
     return out;
 }
 
-static const cli_strategy_def *find_def(const char *name) {
-    for (int i = 0; i < N_DEFS; i++)
-        if (strcmp(strategy_defs[i].name, name) == 0) return &strategy_defs[i];
-    return NULL;
-}
-
 bt_llama_params cli_llama_params(const cli_args *a) {
     bt_llama_params lp = bt_llama_default_params();
     lp.model_path = a->model;
@@ -297,13 +85,7 @@ bt_llama_params cli_llama_params(const cli_args *a) {
 }
 
 void cli_args_free(cli_args *a) {
-    for (int i = 0; i < a->n_specs; i++)
-        for (int j = 0; j < CLI_MAX_OPTS; j++) {
-            cli_value *v = &a->specs[i].vals[j];
-            if (v->owned)
-                for (int k = 0; k < v->set; k++) free(v->strs[k]);
-            free(v->strs);
-        }
+    for (int i = 0; i < a->n_specs; i++) bt_strategy_options_free(a->specs[i].opts);
     free(a->specs);
     free(a->parts);
     free(a->logit_bias);
@@ -332,6 +114,55 @@ static int parse_logit_bias(const char *s, bt_logit_bias *out) {
     out->token = (bt_token)id;
     out->bias = (float)(neg ? -b : b);
     return 0;
+}
+
+/* The option `arg` of the most recent -s, with its value `val` (NULL: none left).
+ * Returns how many arguments after arg it used (0 for a flag, 1 for a value), or -1 with
+ * the reason in err: unknown, of another strategy, bad value. Numbers are checked here
+ * against the catalog's range (so the message names the flag); texts take the escapes
+ * \n \t \r \\ \" (paths do not). */
+static int strategy_option(cli_args *a, const char *arg, const char *val, char *err, size_t cap) {
+    const bt_option_info *oi = a->n_specs ? bt_option_info_find(a->specs[a->n_specs - 1].info, arg)
+                                          : NULL;
+    if (oi && strcmp(oi->flag, arg) != 0) oi = NULL; /* by flag only, not by JSON name */
+    if (!oi) {
+        for (int32_t d = 0; d < bt_strategy_catalog_size(); d++) {
+            const bt_strategy_info *si = bt_strategy_catalog_get(d);
+            const bt_option_info *other = bt_option_info_find(si, arg);
+            if (!other || strcmp(other->flag, arg) != 0) continue;
+            if (a->n_specs == 0)
+                return errf(err, cap, "%s is an option of strategy '%s': put it after -s %s", arg,
+                            si->name, si->name);
+            return errf(err, cap, "%s is not an option of strategy '%s' (it belongs to '%s')",
+                        arg, a->specs[a->n_specs - 1].info->name, si->name);
+        }
+        return errf(err, cap, "unknown option '%s' (see -h)", arg);
+    }
+    bt_strategy_options *o = a->specs[a->n_specs - 1].opts;
+    if (oi->kind == BT_OPTION_BOOL) { /* the flag says: not the default */
+        if (bt_strategy_options_set(o, oi->name, oi->def != 0 ? 0 : 1) != BT_OK)
+            return errf(err, cap, "%s", bt_last_error());
+        return 0;
+    }
+    if (!val) return errf(err, cap, "%s needs a value", arg);
+    if (oi->kind == BT_OPTION_INT || oi->kind == BT_OPTION_FLOAT) {
+        double v;
+        bool integer = oi->kind == BT_OPTION_INT;
+        if (parse_num(val, oi->min, oi->max, integer, &v) != 0)
+            return errf(err, cap, "%s: '%s' is not %s in [%g, %g]", arg, val,
+                        integer ? "an integer" : "a number", oi->min, oi->max);
+        if (bt_strategy_options_set(o, oi->name, v) != BT_OK)
+            return errf(err, cap, "%s", bt_last_error());
+        return 1;
+    }
+    if (oi->kind == BT_OPTION_TEXT && bt_strategy_options_count(o, oi->name) > 0)
+        return errf(err, cap, "%s given twice", arg);
+    char *text = oi->kind == BT_OPTION_PATH_LIST ? strdup(val) : unescape(val);
+    if (!text) return errf(err, cap, "out of memory");
+    int rc = bt_strategy_options_add(o, oi->name, text, strlen(text), 0.0f);
+    free(text);
+    if (rc != BT_OK) return errf(err, cap, "%s: %s", arg, bt_last_error());
+    return 1;
 }
 
 /* ==== Parsing =============================================================== */
@@ -411,13 +242,13 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
 
         if (strcmp(arg, "-s") == 0 || strcmp(arg, "--strategy") == 0) {
             if (!val) return errf(err, cap, "%s needs a strategy name", arg);
-            const cli_strategy_def *d = find_def(val);
-            if (!d) return errf(err, cap, "unknown strategy '%s' (see -h)", val);
+            const bt_strategy_info *si = bt_strategy_info_find(val);
+            if (!si) return errf(err, cap, "unknown strategy '%s' (see -h)", val);
             cli_strategy_spec *ns = realloc(a->specs, (size_t)(a->n_specs + 1) * sizeof *ns);
             if (!ns) return errf(err, cap, "out of memory");
             a->specs = ns;
-            memset(&a->specs[a->n_specs], 0, sizeof *ns);
-            a->specs[a->n_specs++].def = d;
+            a->specs[a->n_specs] = (cli_strategy_spec){si, bt_strategy_options_new(si)};
+            if (!a->specs[a->n_specs++].opts) return errf(err, cap, "out of memory");
             i++;
             continue;
         }
@@ -488,51 +319,9 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
 
         /* A strategy option: belongs to the most recent -s. */
         if (arg[0] == '-' && arg[1] == '-') {
-            const cli_opt_def *od = NULL;
-            int idx = -1;
-            if (a->n_specs > 0) {
-                const cli_opt_def *opts = a->specs[a->n_specs - 1].def->opts;
-                for (int k = 0; opts[k].name; k++)
-                    if (strcmp(opts[k].name, arg) == 0) od = &opts[idx = k];
-            }
-            if (!od) {
-                for (int d = 0; d < N_DEFS; d++)
-                    for (int k = 0; strategy_defs[d].opts[k].name; k++)
-                        if (strcmp(strategy_defs[d].opts[k].name, arg) == 0) {
-                            if (a->n_specs == 0)
-                                return errf(err, cap, "%s is an option of strategy '%s': put it "
-                                            "after -s %s", arg, strategy_defs[d].name,
-                                            strategy_defs[d].name);
-                            return errf(err, cap, "%s is not an option of strategy '%s' (it "
-                                        "belongs to '%s')", arg,
-                                        a->specs[a->n_specs - 1].def->name, strategy_defs[d].name);
-                        }
-                return errf(err, cap, "unknown option '%s' (see -h)", arg);
-            }
-            cli_value *cv = &a->specs[a->n_specs - 1].vals[idx];
-            if (od->kind == OPT_FLAG) {
-                cv->set++;
-                cv->num = 1;
-                continue;
-            }
-            if (!val) return errf(err, cap, "%s needs a value", arg);
-            bool text = od->kind == OPT_TEXT || od->kind == OPT_TEXT_LIST;
-            if (od->kind == OPT_STR || od->kind == OPT_LIST || text) {
-                if ((od->kind == OPT_STR || od->kind == OPT_TEXT) && cv->set)
-                    return errf(err, cap, "%s given twice", arg);
-                char **ns = realloc(cv->strs, (size_t)(cv->set + 2) * sizeof *ns);
-                if (!ns) return errf(err, cap, "out of memory");
-                cv->strs = ns;
-                cv->owned = text;
-                cv->strs[cv->set] = text ? unescape(val) : argv[i + 1];
-                cv->strs[cv->set + 1] = NULL;
-                if (!cv->strs[cv->set]) return errf(err, cap, "out of memory");
-            } else if (parse_num(val, od->min, od->max, od->kind == OPT_INT, &cv->num) != 0) {
-                return errf(err, cap, "%s: '%s' is not %s in [%g, %g]", arg, val,
-                            od->kind == OPT_INT ? "an integer" : "a number", od->min, od->max);
-            }
-            cv->set++;
-            i++;
+            int rc = strategy_option(a, arg, val, err, cap);
+            if (rc < 0) return -1;
+            i += rc;
             continue;
         }
         return errf(err, cap, "unexpected argument '%s' (see -h)", arg);
@@ -566,9 +355,9 @@ int cli_build_strategy(cli_args *a, bt_provider *p, bt_strategy **out, char *err
     bt_strategy **list = calloc((size_t)a->n_specs, sizeof *list);
     if (!list) return errf(err, cap, "out of memory"), BT_ERR_NOMEM;
     for (int i = 0; i < a->n_specs; i++) {
-        list[i] = a->specs[i].def->create(a->specs[i].vals, p);
+        list[i] = bt_strategy_create(a->specs[i].opts, p);
         if (!list[i]) {
-            errf(err, cap, "strategy '%s': %s", a->specs[i].def->name, bt_last_error());
+            errf(err, cap, "strategy '%s': %s", a->specs[i].info->name, bt_last_error());
             for (int k = 0; k < i; k++) bt_strategy_free(list[k]);
             free(list);
             return BT_ERR_STRATEGY;
@@ -669,9 +458,14 @@ void cli_usage(FILE *f) {
         "\n"
         "strategies (-s NAME, repeatable: several form a chain, in order; a strategy's\n"
         "options follow its -s):\n");
-    for (int d = 0; d < N_DEFS; d++) {
-        fprintf(f, "  %-22s %s\n", strategy_defs[d].name, strategy_defs[d].summary);
-        for (int k = 0; strategy_defs[d].opts[k].name; k++)
-            fprintf(f, "      %-20s %s\n", strategy_defs[d].opts[k].name, strategy_defs[d].opts[k].help);
+    for (int32_t d = 0; d < bt_strategy_catalog_size(); d++) {
+        const bt_strategy_info *si = bt_strategy_catalog_get(d);
+        fprintf(f, "  %-22s %s\n", si->name, si->summary);
+        for (int32_t k = 0; k < si->n_options; k++) {
+            const bt_option_info *oi = &si->options[k];
+            char flag[64];
+            snprintf(flag, sizeof flag, "%s%s%s", oi->flag, oi->arg ? " " : "", oi->arg ? oi->arg : "");
+            fprintf(f, "      %-26s %s\n", flag, oi->help);
+        }
     }
 }

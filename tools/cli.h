@@ -9,20 +9,10 @@
 
 #include <stdio.h>
 
-#define CLI_MAX_OPTS 16
-
-/* One value given to a strategy option. Lists (repeatable options) collect every value. */
-typedef struct cli_value {
-    int     set;     /* how many times it was given */
-    double  num;
-    char  **strs;    /* for string options: every value given, in order */
-    int     owned;   /* strs[] were allocated (escapes processed), not argv */
-} cli_value;
-
 /* One `-s NAME [options...]` on the command line. */
 typedef struct cli_strategy_spec {
-    const struct cli_strategy_def *def;
-    cli_value vals[CLI_MAX_OPTS];
+    const bt_strategy_info *info; /* from the library's catalog            */
+    bt_strategy_options    *opts; /* owned: the values given after -s NAME  */
 } cli_strategy_spec;
 
 typedef struct cli_args {

@@ -487,7 +487,7 @@ static const bt_option_info antislop_options[AS_N] = {
     [AS_BUFFER] = {"keep_index_buffer", "--keep-index-buffer", BT_OPTION_INT, 0, 1e6, 5, "N",
                    "extra tokens held back (5)", false},
     [AS_VARIANTS] = {"with_variants", "--no-variants", BT_OPTION_BOOL, 0, 1, 1, NULL,
-                     "match case-insensitively (the CLI flag turns it off)", false},
+                     "case-insensitive, with the original's variants (on; --no-variants: exact case)", false},
     [AS_WHOLE_WORD] = {"whole_word", "--whole-word", BT_OPTION_BOOL, 0, 1, 0, NULL,
                        "a phrase must not match inside a longer word", false},
     [AS_SKIP] = {"skip_tokens", "--skip-tokens", BT_OPTION_INT, 0, 1e9, 0, "N",
