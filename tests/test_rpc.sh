@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# test_rpc.sh BACKTRACK MODEL LLAMA_LIB_DIR [MAKE_MODEL] -- a model split across two
+# llama.cpp RPC workers (rpc-server) on 127.0.0.1: every layer on a worker (-ngl 99), the
+# two workers each holding a part; greedy text identical to the local run; AntiSlop's
+# rewinds (KV cache on the workers) identical to the local run's, with and without kept
+# logits; the server with --rpc; a random-weight Q8_0 model (MAKE_MODEL, bench/make_model)
+# split the same way; clear errors for a worker that is down, a malformed endpoint and a
+# llama.cpp without the RPC backend.
+# Needs the RPC build (BT_LLAMA_RPC=1 scripts/get-llama.sh, which scripts/setup.sh runs):
+# exits 77 (ctest: skipped) with a message when LLAMA_LIB_DIR/libggml-rpc.so or
+# LLAMA_LIB_DIR/../rpc/rpc-server is missing.
+set -u
+bin=$1
+model=$2
+libdir=$3
+make_model=${4:-}
+rpcdir=$(cd "$libdir/.." && pwd)/rpc
+if [ ! -f "$libdir/libggml-rpc.so" ] || [ ! -x "$rpcdir/rpc-server" ]; then
+    echo "(skipped: no RPC build in $libdir: run BT_LLAMA_RPC=1 scripts/get-llama.sh)"
+    exit 77
+fi
+tmp=$(mktemp -d)
+workers=()
+others=()
+cleanup() {
+    for p in "${workers[@]}" "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# port_free PORT: nothing listens there
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start_worker: an rpc-server on a free port; sets $wport and $wpid
+start_worker() {
+    local base=$((30000 + ($$ * 7 + ${#workers[@]} * 101) % 20000))
+    for try in 0 1 2 3 4 5 6 7 8 9; do
+        wport=$((base + try * 13))
+        port_free "$wport" || continue
+        "$rpcdir/rpc-server" -H 127.0.0.1 -p "$wport" -t 1 >>"$tmp/worker-$wport.log" 2>&1 &
+        wpid=$!
+        for _ in $(seq 1 100); do
+            kill -0 "$wpid" 2>/dev/null || break
+            port_free "$wport" || { workers+=("$wpid"); return 0; }
+            sleep 0.05
+        done
+        kill "$wpid" 2>/dev/null
+        wait "$wpid" 2>/dev/null
+    done
+    echo "cannot start rpc-server:" >&2
+    cat "$tmp"/worker-*.log >&2
+    return 1
+}
+
+start_worker || exit 1
+p1=$wport
+
+start_worker || exit 1
+p2=$wport
+w2=$wpid
+rpc="127.0.0.1:$p1,127.0.0.1:$p2"
+
+# gen NAME ARGS...: run the CLI, stdout to NAME.out, stderr to NAME.err, status to NAME.rc
+gen() {
+    local name=$1
+    shift
+    "$bin" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    echo $? >"$tmp/$name.rc"
+}
+# stats NAME: the --stats counters that must not depend on where the layers are
+stats() { grep -o 'released=.* dead_ends=[0-9]*' "$tmp/$1.err"; }
+# same A B WHAT: both ran, same text and counters
+same() {
+    if [ "$(cat "$tmp/$1.rc")" = 0 ] && [ "$(cat "$tmp/$2.rc")" = 0 ] && [ -s "$tmp/$1.out" ] &&
+        cmp -s "$tmp/$1.out" "$tmp/$2.out" && [ "$(stats "$1")" = "$(stats "$2")" ]; then
+        ok
+    else
+        bad "$3: $1 and $2 differ"
+        for n in "$1" "$2"; do echo "--- $n: rc $(cat "$tmp/$n.rc")"; cat "$tmp/$n.out"; echo; cat "$tmp/$n.err"; done >&2
+    fi
+}
+
+G=(-m "$model" -p "Once upon a time" --top-k 1 --stats)
+
+# 1. greedy: local, and every layer on the two workers
+gen local "${G[@]}" -n 60
+gen split "${G[@]}" -n 60 --rpc "$rpc" -ngl 99 -v
+same local split "greedy text over two workers"
+# both workers hold layers and KV cache (llama.cpp's log names each buffer)
+for p in "$p1" "$p2"; do
+    if grep -q "127.0.0.1:$p\] model buffer size" "$tmp/split.err" &&
+        grep -q "127.0.0.1:$p\] KV buffer size" "$tmp/split.err"; then ok; else bad "worker $p holds no layer / KV cache"; fi
+done
+if grep -q "offloaded .* layers to GPU" "$tmp/split.err"; then ok; else bad "no layers offloaded"; fi
+
+# 2. AntiSlop across the workers: ban two words of the greedy text; the rewinds remove
+# positions from the workers' KV cache. --logits-window 0 re-decodes after every rewind.
+w1word=$(grep -o 'Lily' "$tmp/local.out" | head -1)
+[ -n "$w1word" ] || w1word=$(awk '{print $5}' "$tmp/local.out")
+A=(-s antislop --slop "$w1word" --slop "park" -n 80)
+gen as_local "${G[@]}" "${A[@]}"
+gen as_split "${G[@]}" "${A[@]}" --rpc "$rpc" -ngl 99
+same as_local as_split "AntiSlop over two workers"
+if grep -q 'rewinds=[1-9]' "$tmp/as_split.err" && ! grep -q "$w1word" "$tmp/as_split.out"; then ok; else bad "AntiSlop did not rewind across the workers: $(cat "$tmp/as_split.err")"; fi
+gen as_local0 "${G[@]}" "${A[@]}" --logits-window 0
+gen as_split0 "${G[@]}" "${A[@]}" --logits-window 0 --rpc "$rpc" -ngl 99
+same as_local0 as_split0 "AntiSlop re-decoding over two workers"
+# with window 0 a rewind re-decodes one position: one more evaluation each, same text
+if cmp -s "$tmp/as_local.out" "$tmp/as_split0.out" && grep -q 'rewinds=[1-9]' "$tmp/as_split0.err"; then ok; else bad "AntiSlop text with and without kept logits differs"; fi
+
+# 3. only part of the model on the workers (-ngl 2 of 5 layers)
+gen part "${G[@]}" -n 60 --rpc "$rpc" -ngl 2
+same local part "two layers on the workers"
+
+# 4. the server with --rpc: the same greedy completion as a local server
+start_server() { # PORT ARGS...
+    local p=$1
+    shift
+    "$bin" serve -m "$model" --port "$p" --parallel 2 -c 512 "$@" 2>>"$tmp/server-$p.log" &
+    others+=($!)
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$p/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    bad "server on $p did not start: $(cat "$tmp/server-$p.log")"
+    return 1
+}
+complete() { # PORT: the greedy completion's text
+    curl -s -H 'Content-Type: application/json' \
+        -d '{"prompt":"Once upon a time","max_tokens":40,"top_k":1,"strategies":[{"name":"antislop","slops":["park"]}]}' \
+        "http://127.0.0.1:$1/v1/completions" |
+        node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(j.choices[0].text+"|rewinds="+j.backtrack.rewinds)})'
+}
+sp1=$((p1 + 1))
+sp2=$((p1 + 2))
+if start_server "$sp1" && start_server "$sp2" --rpc "$rpc" -ngl 99; then
+    a=$(complete "$sp1")
+    b=$(complete "$sp2")
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then ok; else bad "server over the workers: '$b', local: '$a'"; fi
+fi
+for p in "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+others=()
+
+# 5. a random-weight Q8_0 model (Llama 2's 32,000-token vocabulary: 35M parameters)
+vocab=$(cd "$libdir/.." && pwd)/src/models/ggml-vocab-llama-spm.gguf
+if [ -n "$make_model" ] && [ -x "$make_model" ] && [ -f "$vocab" ]; then
+    "$make_model" "$vocab" "$tmp/q8.gguf" 100m q8_0 >/dev/null 2>&1 || bad "make_model failed"
+    Q=(-m "$tmp/q8.gguf" -p "Once upon a time" --top-k 1 --stats -n 24)
+    gen q8_local "${Q[@]}"
+    gen q8_split "${Q[@]}" --rpc "$rpc" -ngl 99 -v
+    same q8_local q8_split "Q8_0 greedy text over two workers"
+    for p in "$p1" "$p2"; do
+        if grep -q "127.0.0.1:$p\] model buffer size" "$tmp/q8_split.err"; then ok; else bad "Q8_0: worker $p holds no layer"; fi
+    done
+    if grep -q "type q8_0" "$tmp/q8_split.err"; then ok; else bad "the model is not Q8_0"; fi
+else
+    echo "note: no make_model, the Q8_0 part is skipped" >&2
+fi
+
+# 6. errors: a clear message and exit 1, never a crash
+expect_error() { # WORDS ARGS...
+    local words=$1
+    shift
+    "$bin" -m "$model" -p "Once" -n 4 "$@" >"$tmp/e.out" 2>"$tmp/e.err"
+    local rc=$?
+    if [ "$rc" = 1 ] && grep -q "$words" "$tmp/e.err"; then ok; else bad "$* -> rc $rc: $(cat "$tmp/e.err")"; fi
+}
+expect_error "is not HOST:PORT" --rpc "127.0.0.1" -ngl 99
+expect_error "an empty endpoint" --rpc "127.0.0.1:$p1,,127.0.0.1:$p2" -ngl 99
+expect_error "the port must be 1 to 65535" --rpc "127.0.0.1:99999" -ngl 99
+# a llama.cpp without the RPC backend: the same CPU backends, no libggml-rpc.so
+mkdir "$tmp/norpc"
+ln -s "$libdir"/libggml-cpu-*.so "$tmp/norpc/"
+BT_GGML_BACKEND_DIR=$tmp/norpc expect_error "has no RPC backend" --rpc "$rpc" -ngl 99
+# a worker that is down
+kill "$w2"
+wait "$w2" 2>/dev/null
+expect_error "cannot reach RPC worker '127.0.0.1:$p2'" --rpc "$rpc" -ngl 99
+if "$bin" serve -m "$model" --port "$sp1" --rpc "$rpc" -ngl 99 >"$tmp/e.out" 2>"$tmp/e.err"; then
+    bad "the server started with a worker down"
+elif grep -q "cannot reach RPC worker" "$tmp/e.err"; then ok; else bad "server: $(cat "$tmp/e.err")"; fi
+# the remaining worker still serves (the failed attempts did not take it down)
+gen one "${G[@]}" -n 60 --rpc "127.0.0.1:$p1" -ngl 99
+same local one "greedy text over the remaining worker"
+
+echo "test_rpc: $pass passed, $fail failed"
+[ "$fail" = 0 ]
