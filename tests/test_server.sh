@@ -125,6 +125,55 @@ expect 400 "'banned_phrases' must" "${J[@]}" -d '{"prompt":"x","banned_phrases":
 expect 400 "missing closing parenthesis" "${J[@]}" -d '{"prompt":"x","banned_regex":["("]}' "$U/v1/completions"
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
+# /metrics (Prometheus text): the counters move as requests run
+# metric URL NAME: the value of one sample line (NAME with its labels)
+metric() { curl -s "$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
+code=$(curl -s -o "$tmp/m0" -D "$tmp/m0.h" -w '%{http_code}' "$U/metrics")
+if [ "$code" = 200 ] && grep -qi '^content-type: text/plain; version=0.0.4' "$tmp/m0.h" &&
+   grep -q '^# TYPE backtrack_requests_total counter$' "$tmp/m0" && grep -q '^# HELP backtrack_rewinds_total ' "$tmp/m0" &&
+   grep -q '^# TYPE backtrack_queue_depth gauge$' "$tmp/m0" && grep -q '^backtrack_slots 4$' "$tmp/m0" &&
+   ! grep -vE '^(# (HELP|TYPE) backtrack_[a-z_]+ .+|backtrack_[a-z_]+(\{outcome="[a-z]+"\})? [0-9]+)$' "$tmp/m0"; then ok
+else bad "/metrics: $code $(head -c 600 "$tmp/m0")"; fi
+ok0=$(metric "$U" 'backtrack_requests_total{outcome="ok"}')
+inv0=$(metric "$U" 'backtrack_requests_total{outcome="invalid"}')
+rel0=$(metric "$U" backtrack_completion_tokens_released_total)
+dis0=$(metric "$U" backtrack_completion_tokens_discarded_total)
+rew0=$(metric "$U" backtrack_rewinds_total)
+pev0=$(metric "$U" backtrack_prompt_tokens_evaluated_total)
+got=$(curl -s "${J[@]}" -d "{$greedy,\"banned_strings\":[\"Lily\"]}" "$U/v1/completions")
+curl -s -o /dev/null "${J[@]}" -d '{"prompt":5}' "$U/v1/completions"
+ct=$(grep -o '"completion_tokens":[0-9]*' <<<"$got" | cut -d: -f2)
+rw=$(grep -o '"rewinds":[0-9]*' <<<"$got" | cut -d: -f2)
+dt=$(grep -o '"discarded_tokens":[0-9]*' <<<"$got" | cut -d: -f2)
+pt=$(grep -o '"prompt_tokens":[0-9]*' <<<"$got" | cut -d: -f2)
+pc=$(grep -o '"cached_tokens":[0-9]*' <<<"$got" | cut -d: -f2)
+if [ "$(metric "$U" 'backtrack_requests_total{outcome="ok"}')" = $((ok0 + 1)) ] &&
+   [ "$(metric "$U" 'backtrack_requests_total{outcome="invalid"}')" = $((inv0 + 1)) ] &&
+   [ "$(metric "$U" backtrack_completion_tokens_released_total)" = $((rel0 + ct)) ] &&
+   [ "$(metric "$U" backtrack_completion_tokens_discarded_total)" = $((dis0 + dt)) ] &&
+   [ "$(metric "$U" backtrack_rewinds_total)" = $((rew0 + rw)) ] && [ "$rw" -gt 0 ] &&
+   [ "$(metric "$U" backtrack_prompt_tokens_evaluated_total)" = $((pev0 + pt - pc)) ]; then ok
+else bad "/metrics did not count the request: $got; now $(curl -s "$U/metrics" | grep -v '^#' | tr '\n' ' ')"; fi
+expect 405 "use GET" -X POST "$U/v1/metrics"
+# llama-server's /tokenize and /detokenize
+expect 200 '^{"tokens":\[403,407,261,378\]}$' "${J[@]}" -d '{"content":"Once upon a time"}' "$U/tokenize"
+expect 200 '"tokens":\[1,403,' "${J[@]}" -d '{"content":"Once upon a time","add_special":true}' "$U/v1/tokenize"
+expect 200 '{"id":407,"piece":" upon"}' "${J[@]}" -d '{"content":"Once upon a time","with_pieces":true}' "$U/tokenize"
+# a piece that is not valid UTF-8 alone (half of "á") comes as its bytes, as llama-server's
+expect 200 '{"id":198,"piece":\[195\]},{"id":164,"piece":\[161\]}' "${J[@]}" -d '{"content":"á","with_pieces":true}' "$U/tokenize"
+expect 200 '^{"content":" Once upon a time"}$' "${J[@]}" -d '{"tokens":[403,407,261,378]}' "$U/detokenize"
+expect 200 '^{"content":" á"}$' "${J[@]}" -d '{"tokens":[410,198,164]}' "$U/detokenize"
+expect 200 '^{"content":"�"}$' "${J[@]}" -d '{"tokens":[198]}' "$U/detokenize" # half a character: U+FFFD
+toks=$(curl -s "${J[@]}" -d '{"content":"Tim and Sue went to the park. They saw a big dog!"}' "$U/tokenize" | sed 's/.*"tokens":\(\[[^]]*\]\).*/\1/')
+expect 200 '^{"content":" Tim and Sue went to the park. They saw a big dog!"}$' "${J[@]}" -d "{\"tokens\":$toks}" "$U/detokenize"
+expect 400 "tokens\[1\] is not a token id of this model" "${J[@]}" -d '{"tokens":[403,512]}' "$U/detokenize"
+expect 400 "tokens\[0\] is not a token id" "${J[@]}" -d '{"tokens":[-1]}' "$U/detokenize"
+expect 400 "tokens\[0\] is not a token id" "${J[@]}" -d '{"tokens":["403"]}' "$U/detokenize"
+expect 400 "'tokens' must be an array" "${J[@]}" -d '{"tokens":403}' "$U/detokenize"
+expect 400 "'content' must be a string" "${J[@]}" -d '{"text":"x"}' "$U/tokenize"
+expect 400 "'with_pieces' must be true or false" "${J[@]}" -d '{"content":"x","with_pieces":1}' "$U/tokenize"
+expect 400 "malformed JSON" "${J[@]}" -d '{"content":' "$U/tokenize"
+expect 405 "use POST" "$U/tokenize"
 expect 200 '"status":"ok"' "$U/health" # still standing
 
 # 503: one slot, no queue: while one long generation runs, the next is refused
@@ -137,6 +186,37 @@ for _ in $(seq 1 100); do # until the long one holds the only slot
     sleep 0.05
 done
 expect 503 'server_busy' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions"
+busy=$(metric "http://127.0.0.1:$p2" 'backtrack_requests_total{outcome="busy"}')
+[ "$busy" = 1 ] && ok || bad "/metrics: busy = $busy after one 503"
+# a non-streaming client killed mid-request frees its slot at once: the next request (no
+# queue here) is served within a second, not refused or kept waiting for the whole
+# generation (thousands of tokens held back by a strategy: tens of seconds)
+hold='{"prompt":"Once upon a time","max_tokens":-1,"strategies":[{"name":"antislop","slops":["zzqx"],"keep_index_buffer":100000}]}'
+kill "${others[@]}" 2>/dev/null; wait "${others[@]}" 2>/dev/null; others=()
+for _ in $(seq 1 200); do # the 2040-token one ends (cancelled) or finishes
+    curl -s "http://127.0.0.1:$p2/health" | grep -q '"slots_busy":0' && break
+    sleep 0.05
+done
+curl -s "${J[@]}" -d "$hold" "http://127.0.0.1:$p2/v1/completions" >/dev/null &
+victim=$!
+for _ in $(seq 1 100); do
+    curl -s "http://127.0.0.1:$p2/health" | grep -q '"slots_busy":1' && break
+    sleep 0.05
+done
+sleep 0.5
+c0=$(metric "http://127.0.0.1:$p2" 'backtrack_requests_total{outcome="cancelled"}')
+kill "$victim"; wait "$victim" 2>/dev/null
+t0=$(date +%s%N)
+code=$(curl -s -o "$tmp/after.json" -w '%{http_code}' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions")
+for _ in $(seq 1 40); do
+    [ "$code" = 200 ] && break
+    sleep 0.05
+    code=$(curl -s -o "$tmp/after.json" -w '%{http_code}' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p2/v1/completions")
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+c1=$(metric "http://127.0.0.1:$p2" 'backtrack_requests_total{outcome="cancelled"}')
+if [ "$code" = 200 ] && [ "$ms" -lt 1500 ] && [ "$c1" = $((c0 + 1)) ]; then ok
+else bad "killed non-streaming client: next request $code after $ms ms, cancelled $c0 -> $c1: $(head -c 200 "$tmp/after.json")"; fi
 
 # the end of the context is a normal stop: 200 with finish_reason "length" and the text,
 # streamed too (a prompt that alone fills the context stays a 400, above)
@@ -182,12 +262,19 @@ if [ -d "$here/server/node_modules/openai" ]; then
     grep -E "✔|✖|tests |pass |fail " "$tmp/reuse.log" | sed 's/^/  /'
     grep -q "✖" "$tmp/reuse.log" && sed -n '/✖/,+20p' "$tmp/reuse.log" | head -60 >&2
 fi
-# SIGTERM under load: one slot busy with a generation whose strategy holds all its text
-# back (no release, so only the sampler's cancel can stop it), three more queued: the server
-# exits 0 at once and every client gets an answer (503), none is left hanging
+# SIGTERM under load: two slots busy with generations whose strategy holds all their text
+# back (no release, so only the sampler's cancel can stop them), one of them streamed, three
+# more queued: the server exits 0 at once and every client gets an answer (503, or the
+# stream's shutdown error and its end), none is left hanging
 p5=$((port + 4))
-start "$p5" --parallel 1 -c 4096 || exit 1
+start "$p5" --parallel 2 -c 4096 || exit 1
 hold='{"prompt":"Once upon a time","max_tokens":-1,"strategies":[{"name":"antislop","slops":["zzqx"],"keep_index_buffer":100000}]}'
+curl -sN -o "$tmp/term.sse" "${J[@]}" -d "${hold%\}},\"stream\":true}" "http://127.0.0.1:$p5/v1/completions" &
+others+=($!)
+for _ in $(seq 1 100); do
+    curl -s "http://127.0.0.1:$p5/health" | grep -q '"slots_busy":1' && break
+    sleep 0.05
+done
 for i in 1 2 3 4; do
     curl -s -o "$tmp/term$i.json" -w '%{http_code}' "${J[@]}" -d "$hold" "http://127.0.0.1:$p5/v1/completions" >"$tmp/term$i.code" &
     others+=($!)
@@ -206,9 +293,11 @@ for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
 others=()
 unset 'pids[${#pids[@]}-1]'
 codes=$(cat "$tmp"/term*.code | tr -d '\n')
-# a hang would take the whole generation (4,000 tokens under a strategy): seconds at least
-if [ "$rc" -eq 0 ] && [ "$codes" = "503503503503" ] && [ "$ms" -lt 3000 ]; then ok
-else bad "SIGTERM under load: exit $rc after $ms ms, answers $codes"; fi
+# a hang would take the whole generation (4,000 tokens under a strategy): tens of seconds;
+# the server's own bound is 3 s (SHUTDOWN_GRACE_MS)
+if [ "$rc" -eq 0 ] && [ "$codes" = "503503503503" ] && [ "$ms" -lt 3000 ] &&
+   grep -q '"type":"server_shutting_down"' "$tmp/term.sse" && tail -c 20 "$tmp/term.sse" | grep -q 'data: \[DONE\]'; then ok
+else bad "SIGTERM under load: exit $rc after $ms ms, answers $codes, stream: $(tail -c 300 "$tmp/term.sse")"; fi
 
 # a clean shutdown: SIGTERM, exit 0, and no sanitizer report (when built with them)
 for p in "${others[@]}"; do wait "$p" 2>/dev/null; done

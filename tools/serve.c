@@ -18,10 +18,14 @@
 
 /* ==== Signals and the log ====================================================== */
 
-static volatile sig_atomic_t g_quit;
-static void on_signal(int sig) {
-    (void)sig;
-    g_quit = 1;
+/* SIGINT and SIGTERM are blocked in every thread (the mask is set before any starts) and
+ * taken by the main thread alone with sigwait: whichever thread the kernel would have
+ * picked, the stop cannot be missed. */
+static void block_stop_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
 }
 
 static void log_to_stderr(void *user, int level, const char *msg) {
@@ -50,6 +54,8 @@ int serve_main(int argc, char **argv) {
     verbose = srv.args.verbose;
     bt_log_set(log_to_stderr, &verbose);
     signal(SIGPIPE, SIG_IGN);
+    sigset_t stop_signals;
+    block_stop_signals(&stop_signals);
 
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.args.port)};
     if (inet_pton(AF_INET, srv.args.host, &addr.sin_addr) != 1) {
@@ -79,6 +85,7 @@ int serve_main(int argc, char **argv) {
     const char *base = strrchr(srv.args.model, '/');
     snprintf(srv.model_id, sizeof srv.model_id, "%s", base ? base + 1 : srv.args.model);
     pthread_mutex_init(&srv.mu, NULL);
+    pthread_cond_init(&srv.exit_cv, NULL);
     srv.slots = calloc((size_t)srv.n_slots, sizeof *srv.slots);
     int status = 1;
     int started = 0;
@@ -106,19 +113,18 @@ int serve_main(int argc, char **argv) {
     }
     fprintf(stderr, "serve: %s on http://%s:%d (%d slots of %d tokens, queue %d)\n", srv.model_id,
             srv.args.host, srv.args.port, srv.n_slots, srv.n_ctx, srv.args.queue);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    while (!g_quit) pause();
-    fprintf(stderr, "serve: stopping\n");
+    int sig = 0;
+    while (sigwait(&stop_signals, &sig) != 0) {}
+    fprintf(stderr, "serve: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     status = 0;
 done:
     /* Stop accepting, cancel what waits and what runs (each running generation ends at its
-     * next step), then let the connections finish: their clients get an answer at once. */
+     * next step), then let the connections finish: their clients get an answer at once.
+     * Everything has SHUTDOWN_GRACE_MS: connections then give up waiting, and workers
+     * still inside one long step are left behind (the process exits without them). */
     if (d) http_stop_accepting(d);
     if (srv.slots) slots_shutdown(&srv);
-    /* the connections answer their clients (a 503, or a stream's end) and close; give
-     * them a moment before the daemon stops, which drops whatever is still open */
-    for (int waited = 0; d && waited < 200; waited++) {
+    while (d && !serve_grace_over(&srv)) {
         pthread_mutex_lock(&srv.mu);
         int open = srv.n_conns;
         pthread_mutex_unlock(&srv.mu);
@@ -126,12 +132,18 @@ done:
         nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
     if (d) http_stop(d);
-    if (srv.slots) slots_join(&srv, started);
+    if (srv.slots && !slots_join(&srv, started)) {
+        fprintf(stderr, "serve: a generation did not end within %d ms of the stop; exiting without it\n",
+                SHUTDOWN_GRACE_MS);
+        fflush(stderr);
+        _exit(status);
+    }
     for (int i = 0; srv.slots && i < srv.n_slots; i++) {
         bt_strategy_free(srv.slots[i].fallback);
         if (srv.slots[i].srv) pthread_cond_destroy(&srv.slots[i].cv);
     }
     free(srv.slots);
+    pthread_cond_destroy(&srv.exit_cv);
     bt_llama_pool_free(srv.pool);
     cli_args_free(&srv.args);
     return status;

@@ -11,7 +11,9 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +51,10 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSO
     if (!text) return MHD_NO;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
     MHD_add_response_header(resp, "Content-Type", "application/json");
     add_cors(resp);
     enum MHD_Result rc = MHD_queue_response(c, status, resp);
@@ -73,11 +79,48 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     return send_json(c, status, root);
 }
 
+/* ==== The client's socket ====================================================== */
+
+/* The socket of a connection, to watch for its client leaving. */
+static MHD_socket connection_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+}
+
+/* Whether the client closed its end (or the connection broke): a read would see the end
+ * of the stream, or an error. Never blocks, consumes nothing. Only for a connection whose
+ * request has been read in full (its own thread, between MHD's reads). */
+static bool client_gone(MHD_socket fd) {
+    if (fd == MHD_INVALID_SOCKET) return false;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return true;
+    if (!(p.revents & POLLIN)) return false;
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* How often a waiting connection looks at its client's socket and at the server's stop
+ * (milliseconds): a client that leaves is noticed within this, plus one step. */
+#define WATCH_MS 50
+
+/* Wait on r->cv for up to WATCH_MS. Caller holds r->mu. */
+static void wait_a_moment(request *r) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ns = ts.tv_nsec + WATCH_MS * 1000000LL;
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
 /* ==== Streams ================================================================= */
 
 typedef struct stream_ctx {
-    server  *srv;
-    request *r;
+    server    *srv;
+    request   *r;
+    MHD_socket fd;
 } stream_ctx;
 
 /* Frame one JSON text (freed here; NULL: nothing) as an event on r's wire. Caller holds
@@ -90,11 +133,14 @@ static void sse_event(request *r, char *js) {
     free(js);
 }
 
-/* MHD pulls the stream from here (the connection's own thread: it may block). */
+/* MHD pulls the stream from here (the connection's own thread: it may block). A client
+ * that leaves is noticed from its socket within WATCH_MS, and every second a comment goes
+ * out (for proxies, and so that a write fails where the socket cannot tell). */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     stream_ctx *sc = cls;
     request *r = sc->r;
+    int idle = 0;
     pthread_mutex_lock(&r->mu);
     while (r->wire_off == r->wire_len) {
         r->wire_off = r->wire_len = 0;
@@ -102,22 +148,27 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
             sse_event(r, openai_chunk_json(sc->srv, r, r->out + r->sent, r->visible - r->sent, false));
             r->sent = r->visible;
         } else if (r->done && !r->sent_final) {
-            if (r->rc != BT_OK) sse_event(r, openai_stream_error_json(r->errmsg));
+            if (r->shutdown)
+                sse_event(r, openai_stream_error_json("server_shutting_down",
+                                                      "the server is shutting down; the generation was cancelled"));
+            else if (r->rc != BT_OK) sse_event(r, openai_stream_error_json("server_error", r->errmsg));
             else sse_event(r, openai_chunk_json(sc->srv, r, NULL, 0, true));
             sbuf_append(&r->wire, &r->wire_len, &r->wire_cap, "data: [DONE]\n\n", 14);
             r->sent_final = true;
         } else if (r->done) {
             pthread_mutex_unlock(&r->mu);
             return MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (client_gone(sc->fd) || serve_grace_over(sc->srv)) {
+            /* the client left, or the server stops and cannot wait longer: stream_free
+             * cancels the generation */
+            pthread_mutex_unlock(&r->mu);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         } else {
-            /* nothing yet: wait, and every second send a comment so a vanished client is
-             * noticed even while a strategy holds the text back */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += 1;
-            if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) == ETIMEDOUT &&
-                r->sent == r->visible && !r->done)
+            wait_a_moment(r);
+            if (r->sent == r->visible && !r->done && ++idle * WATCH_MS >= 1000) {
                 sbuf_append(&r->wire, &r->wire_len, &r->wire_cap, ": waiting\n\n", 11);
+                idle = 0;
+            }
         }
     }
     size_t n = r->wire_len - r->wire_off;
@@ -138,7 +189,7 @@ static void stream_free(void *cls) {
     free(sc);
 }
 
-/* ==== Routes ================================================================== */
+/* ==== Bodies ==================================================================== */
 
 typedef struct body {
     char  *data;
@@ -146,58 +197,70 @@ typedef struct body {
     bool   too_big;
 } body;
 
-static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, body *bd, bool chat) {
-    if (bd->too_big)
-        return send_error(c, 400, "invalid_request_error", NULL,
-                          "the body is larger than %d KB (server --max-body)", srv->args.max_body_kb);
+/* The body as JSON, or NULL after answering the client with a 400 (*rc). */
+static cJSON *parse_body(server *srv, struct MHD_Connection *c, const body *bd, enum MHD_Result *rc) {
+    if (bd->too_big) {
+        *rc = send_error(c, 400, "invalid_request_error", NULL,
+                         "the body is larger than %d KB (server --max-body)", srv->args.max_body_kb);
+        return NULL;
+    }
     const char *end = NULL;
     cJSON *json = cJSON_ParseWithLengthOpts(bd->data ? bd->data : "", bd->len, &end, 0);
     if (!json)
-        return send_error(c, 400, "invalid_request_error", NULL, "malformed JSON at byte %ld",
-                          end && bd->data ? (long)(end - bd->data) : 0L);
-    request *r = request_new();
-    if (!r) {
-        cJSON_Delete(json);
-        return send_error(c, 500, "server_error", NULL, "out of memory");
-    }
-    verr e = {{0}, {0}};
-    bool ok = openai_parse_request(srv, json, chat, r, &e);
-    cJSON_Delete(json);
-    if (!ok) {
+        *rc = send_error(c, 400, "invalid_request_error", NULL, "malformed JSON at byte %ld",
+                         end && bd->data ? (long)(end - bd->data) : 0L);
+    return json;
+}
+
+/* ==== Generation ================================================================ */
+
+/* Answer a streaming request: the connection's reference to r moves to the stream. */
+static enum MHD_Result answer_stream(server *srv, struct MHD_Connection *c, request *r) {
+    stream_ctx *sc = malloc(sizeof *sc);
+    struct MHD_Response *resp = sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                                                       stream_reader, sc, stream_free)
+                                   : NULL;
+    if (!resp) {
+        free(sc);
+        pthread_mutex_lock(&r->mu);
+        request_cancel_locked(r);
+        pthread_mutex_unlock(&r->mu);
         request_unref(r);
-        return send_error(c, 400, "invalid_request_error", e.param[0] ? e.param : NULL, "%s", e.msg);
+        return MHD_NO;
     }
-    if (!slots_enqueue(srv, r)) {
-        request_unref(r);
-        return send_error(c, 503, "server_busy", NULL,
-                          "all %d slots are busy and %d requests wait: try again later",
-                          srv->n_slots, srv->args.queue);
-    }
-    if (r->stream) {
-        stream_ctx *sc = malloc(sizeof *sc);
-        if (!sc) {
-            pthread_mutex_lock(&r->mu);
-            request_cancel_locked(r);
-            pthread_mutex_unlock(&r->mu);
-            request_unref(r);
-            return MHD_NO;
-        }
-        sc->srv = srv;
-        sc->r = r; /* the connection's reference moves to the stream */
-        struct MHD_Response *resp =
-            MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free);
-        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-        add_cors(resp);
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result rc = MHD_queue_response(c, 200, resp);
-        MHD_destroy_response(resp);
-        return rc;
-    }
+    sc->srv = srv;
+    sc->r = r;
+    sc->fd = connection_fd(c);
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+    add_cors(resp);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+/* Answer a non-streaming request once it is done. Meanwhile watch the client: one that
+ * leaves cancels its generation (it ends at its next step, its slot is freed) and gets
+ * no answer; after SIGTERM's grace period the client gets a 503 without waiting. */
+static enum MHD_Result answer_whole(server *srv, struct MHD_Connection *c, request *r) {
+    MHD_socket fd = connection_fd(c);
+    bool gone = false, late = false;
     pthread_mutex_lock(&r->mu);
-    while (!r->done) pthread_cond_wait(&r->cv, &r->mu);
+    while (!r->done) {
+        wait_a_moment(r);
+        if (r->done) break;
+        if ((gone = client_gone(fd))) {
+            request_cancel_locked(r);
+            break;
+        }
+        if ((late = serve_grace_over(srv))) break;
+    }
+    bool shutdown = r->shutdown || late;
     pthread_mutex_unlock(&r->mu);
     enum MHD_Result rc;
-    if (r->shutdown)
+    if (gone)
+        rc = MHD_NO; /* close the connection: nobody listens */
+    else if (shutdown)
         rc = send_error(c, 503, "server_shutting_down", NULL,
                         "the server is shutting down; the request was cancelled");
     else if (r->rc != BT_OK)
@@ -210,6 +273,68 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
     request_unref(r);
     return rc;
 }
+
+static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, body *bd, bool chat) {
+    enum MHD_Result rc;
+    cJSON *json = parse_body(srv, c, bd, &rc);
+    if (!json) {
+        metrics_outcome(srv, OUTCOME_INVALID);
+        return rc;
+    }
+    request *r = request_new();
+    if (!r) {
+        cJSON_Delete(json);
+        return send_error(c, 500, "server_error", NULL, "out of memory");
+    }
+    verr e = {{0}, {0}};
+    bool ok = openai_parse_request(srv, json, chat, r, &e);
+    cJSON_Delete(json);
+    if (!ok) {
+        request_unref(r);
+        metrics_outcome(srv, OUTCOME_INVALID);
+        return send_error(c, 400, "invalid_request_error", e.param[0] ? e.param : NULL, "%s", e.msg);
+    }
+    if (!slots_enqueue(srv, r)) { /* counted as busy */
+        request_unref(r);
+        return send_error(c, 503, "server_busy", NULL,
+                          "all %d slots are busy and %d requests wait: try again later",
+                          srv->n_slots, srv->args.queue);
+    }
+    return r->stream ? answer_stream(srv, c, r) : answer_whole(srv, c, r);
+}
+
+/* ==== Tokens and metrics ========================================================= */
+
+/* POST /tokenize and /detokenize: a JSON body in, a JSON answer out (fn builds it). */
+static enum MHD_Result handle_json(server *srv, struct MHD_Connection *c, body *bd,
+                                   cJSON *(*fn)(server *, const cJSON *, verr *)) {
+    enum MHD_Result rc;
+    cJSON *json = parse_body(srv, c, bd, &rc);
+    if (!json) return rc;
+    verr e = {{0}, {0}};
+    cJSON *out = fn(srv, json, &e);
+    cJSON_Delete(json);
+    if (!out) return send_error(c, 400, "invalid_request_error", e.param[0] ? e.param : NULL, "%s", e.msg);
+    return send_json(c, 200, out);
+}
+
+/* GET /metrics: Prometheus' text format 0.0.4. */
+static enum MHD_Result send_metrics(server *srv, struct MHD_Connection *c) {
+    char *text = metrics_render(srv);
+    if (!text) return send_error(c, 500, "server_error", NULL, "out of memory");
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    add_cors(resp);
+    enum MHD_Result rc = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+/* ==== Routes ================================================================== */
 
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
@@ -260,6 +385,14 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         cJSON_AddNumberToObject(m, "created", 0);
         cJSON_AddStringToObject(m, "owned_by", "backtrack");
         return send_json(c, 200, root);
+    }
+    if (strcmp(route, "/metrics") == 0) {
+        if (!get) return send_error(c, 405, "invalid_request_error", NULL, "use GET");
+        return send_metrics(srv, c);
+    }
+    if (strcmp(route, "/tokenize") == 0 || strcmp(route, "/detokenize") == 0) {
+        if (!post) return send_error(c, 405, "invalid_request_error", NULL, "use POST");
+        return handle_json(srv, c, bd, route[1] == 't' ? openai_tokenize : openai_detokenize);
     }
     bool comp = strcmp(route, "/completions") == 0, chat = strcmp(route, "/chat/completions") == 0;
     if (comp || chat) {

@@ -8,6 +8,7 @@
  *                   a finished request -> a response or stream chunks
  *   serve_slots.c   requests, the queue, the slots and their workers, cancellation,
  *                   released text and stop strings
+ *   serve_metrics.c the counters and their Prometheus rendering (GET /metrics)
  *
  * Locking: srv->mu guards the queue, the slots' assignments and the server's counters;
  * r->mu guards one request's output and state. Never take srv->mu while holding r->mu.
@@ -21,11 +22,16 @@
 #include <cJSON.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_STOP 8
+
+/* After SIGTERM, how long running generations and open connections get to end before the
+ * server stops without them (milliseconds). */
+#define SHUTDOWN_GRACE_MS 3000
 
 /* ==== Records ================================================================ */
 
@@ -68,6 +74,24 @@ struct request {
 
 typedef struct server server;
 
+/* How a generation request ended, for /metrics. */
+typedef enum request_outcome {
+    OUTCOME_OK,        /* answered (any finish reason)                  */
+    OUTCOME_INVALID,   /* refused with a 400 before it ran              */
+    OUTCOME_BUSY,      /* refused with a 503: the queue was full        */
+    OUTCOME_CANCELLED, /* the client went away                          */
+    OUTCOME_ERROR,     /* the generation failed                         */
+    OUTCOME_SHUTDOWN,  /* cancelled because the server stops            */
+    OUTCOME_N
+} request_outcome;
+
+/* The server's counters (under srv->mu). */
+typedef struct serve_metrics {
+    long long requests[OUTCOME_N];
+    long long tokens_released, tokens_discarded, rewinds, steps, evaluated, dead_ends;
+    long long prompt_evaluated, prompt_cached;
+} serve_metrics;
+
 typedef struct slot {
     server      *srv;
     int          index;
@@ -78,6 +102,7 @@ typedef struct slot {
     pthread_cond_t cv;        /* a request was assigned, or the server stops */
     request       *req;       /* assigned, not yet finished; NULL when idle */
     long long      last_used; /* LRU clock when its last request finished (0: never) */
+    bool           exited;    /* its worker thread returned */
 } slot;
 
 struct server {
@@ -89,11 +114,16 @@ struct server {
     int32_t         n_ctx;
     /* the queue */
     pthread_mutex_t mu;
+    pthread_cond_t  exit_cv;   /* a worker thread returned */
     request        *head, *tail;
     int             n_waiting, n_running;
     bool            stop;
     long long       n_served, n_cancelled, clock;
     int             n_conns;   /* connections between their first call and their end */
+    serve_metrics   m;
+    /* 0 while running; after SIGTERM, the monotonic time (ms) by which connections and
+     * generations must have ended. Read without the lock. */
+    atomic_llong    stop_deadline_ms;
 };
 
 /* A validation failure: the message for the client and the field it names ("" for none). */
@@ -118,6 +148,12 @@ static inline int sbuf_append(char **buf, size_t *len, size_t *cap, const char *
     return 0;
 }
 
+/* Monotonic clock in milliseconds. */
+long long serve_now_ms(void);
+
+/* True once the server stops and its grace period is over: waiters give up. */
+bool serve_grace_over(server *srv);
+
 /* ==== serve_slots.c: requests, queue, workers =================================== */
 
 /* A new request with one reference (the connection's) and a fresh id. NULL: no memory. */
@@ -141,8 +177,10 @@ int slots_start(server *srv);
  * connections answer 503), running ones are cancelled (they end at their next step). */
 void slots_shutdown(server *srv);
 
-/* Wake the first `started` workers, wait for them to end, free what is still queued. */
-void slots_join(server *srv, int started);
+/* Wake the first `started` workers and wait for them to end, until the grace period is
+ * over; free what is still queued. False when a worker is still running (stuck in a
+ * long step): the process must then exit without freeing what the worker uses. */
+bool slots_join(server *srv, int started);
 
 /* ==== serve_openai.c: OpenAI's wire format ====================================== */
 
@@ -157,8 +195,27 @@ cJSON *openai_completion_json(server *srv, const request *r);
  * NULL), `final` adds the finish reason, usage and statistics. Caller holds r->mu. */
 char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final);
 
-/* The error event that ends a stream whose generation failed (malloc'd, or NULL). */
-char *openai_stream_error_json(const char *msg);
+/* The error event that ends a stream whose generation failed or was cut short (malloc'd,
+ * or NULL). */
+char *openai_stream_error_json(const char *type, const char *msg);
+
+/* llama-server's POST /tokenize ({"content", "add_special", "parse_special",
+ * "with_pieces"} -> {"tokens": [...]}) and POST /detokenize ({"tokens": [...]} ->
+ * {"content"}): the answer (owned by the caller), or NULL with *e filled. */
+cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e);
+cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e);
+
+/* ==== serve_metrics.c: counters ================================================== */
+
+/* Count one request's outcome (the _locked form: caller holds srv->mu). */
+void metrics_outcome(server *srv, request_outcome o);
+void metrics_outcome_locked(server *srv, request_outcome o);
+
+/* Add one finished generation's statistics. Caller holds srv->mu. */
+void metrics_generation_locked(server *srv, const bt_stats *st);
+
+/* The counters and gauges in Prometheus' text format (malloc'd; NULL: out of memory). */
+char *metrics_render(server *srv);
 
 /* ==== serve_http.c: the HTTP side ================================================ */
 

@@ -653,13 +653,147 @@ char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, b
     return js;
 }
 
-char *openai_stream_error_json(const char *msg) {
+char *openai_stream_error_json(const char *type, const char *msg) {
     cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
     cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", "server_error");
+    cJSON_AddStringToObject(e, "type", type);
     char *js = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return js;
+}
+
+/* ==== llama-server's /tokenize and /detokenize ================================== */
+
+/* The length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one.
+ * NUL counts as invalid here: JSON text is built from C strings. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c == 0) return 0;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
+    else return 0;
+    if (n < len) return 0;
+    unsigned cp = c & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
+static bool utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k) return false;
+        i += k;
+    }
+    return true;
+}
+
+/* A copy of s[0..n) as a C string of valid UTF-8: each byte that does not start a valid
+ * sequence (or is NUL) becomes U+FFFD. NULL: out of memory. */
+static char *utf8_repair(const char *s, size_t n) {
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    if (sbuf_append(&out, &len, &cap, "", 0) != 0) return NULL;
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        int rc = k ? sbuf_append(&out, &len, &cap, s + i, k) : sbuf_append(&out, &len, &cap, "\xEF\xBF\xBD", 3);
+        if (rc != 0) {
+            free(out);
+            return NULL;
+        }
+        i += k ? k : 1;
+    }
+    return out;
+}
+
+/* A token's piece as llama-server shows it: a string when it is valid UTF-8, else the
+ * list of its bytes. */
+static cJSON *piece_json(const char *bytes, size_t len) {
+    if (utf8_valid(bytes, len)) {
+        char *t = malloc(len + 1);
+        if (!t) return NULL;
+        memcpy(t, bytes, len);
+        t[len] = '\0';
+        cJSON *j = cJSON_CreateString(t);
+        free(t);
+        return j;
+    }
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < len; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)bytes[i]));
+    return a;
+}
+
+cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e) {
+    if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object"), NULL;
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(b, "content");
+    if (!cJSON_IsString(content)) return fail(e, "content", "'content' must be a string"), NULL;
+    bool add_special = false, parse_special = true, with_pieces = false; /* llama-server's defaults */
+    if (!get_bool(b, "add_special", &add_special, e) || !get_bool(b, "parse_special", &parse_special, e) ||
+        !get_bool(b, "with_pieces", &with_pieces, e))
+        return NULL;
+    bt_provider *p = srv->slots[0].provider;
+    bt_token *toks = NULL;
+    int32_t n = 0;
+    if (bt_provider_tokenize(p, content->valuestring, strlen(content->valuestring), add_special,
+                             parse_special, &toks, &n) != BT_OK)
+        return fail(e, "content", "%s", bt_last_error()), NULL;
+    cJSON *root = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(root, "tokens");
+    for (int32_t i = 0; arr && i < n; i++) {
+        if (!with_pieces) {
+            cJSON_AddItemToArray(arr, cJSON_CreateNumber(toks[i]));
+            continue;
+        }
+        const char *bytes = "";
+        size_t len = 0;
+        bt_provider_token_text(p, toks[i], &bytes, &len);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", toks[i]);
+        cJSON_AddItemToObject(o, "piece", piece_json(bytes, len));
+        cJSON_AddItemToArray(arr, o);
+    }
+    free(toks);
+    return root;
+}
+
+cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e) {
+    if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object"), NULL;
+    const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(b, "tokens");
+    if (!cJSON_IsArray(tokens)) return fail(e, "tokens", "'tokens' must be an array of token ids"), NULL;
+    bt_provider *p = srv->slots[0].provider;
+    int32_t nv = bt_provider_n_vocab(p);
+    char *text = NULL;
+    size_t len = 0, cap = 0;
+    int i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach(t, tokens) {
+        double v = cJSON_IsNumber(t) ? t->valuedouble : -1;
+        const char *bytes;
+        size_t n;
+        if (v != floor(v) || v < 0 || v >= nv) {
+            free(text);
+            return fail(e, "tokens", "tokens[%d] is not a token id of this model (0 to %d)", i, nv - 1), NULL;
+        }
+        if (bt_provider_token_text(p, (bt_token)v, &bytes, &n) != BT_OK ||
+            sbuf_append(&text, &len, &cap, bytes, n) != 0) {
+            free(text);
+            return fail(e, "tokens", "%s", bt_last_error()), NULL;
+        }
+        i++;
+    }
+    char *clean = utf8_repair(text ? text : "", len);
+    free(text);
+    if (!clean) return fail(e, NULL, "out of memory"), NULL;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "content", clean);
+    free(clean);
+    return root;
 }
 
 /* ==== Fuzzing entry ======================================================================= */

@@ -148,6 +148,8 @@ static void *worker(void *arg) {
         pthread_mutex_lock(&srv->mu);
         while (!srv->stop && !sl->req) pthread_cond_wait(&sl->cv, &srv->mu);
         if (!sl->req) { /* stopping, nothing assigned (assigned work is finished first) */
+            sl->exited = true;
+            pthread_cond_broadcast(&srv->exit_cv);
             pthread_mutex_unlock(&srv->mu);
             return NULL;
         }
@@ -176,9 +178,12 @@ static void *worker(void *arg) {
         }
         pthread_mutex_lock(&r->mu);
         r->smp = NULL;
-        bool cancelled = r->cancelled;
+        bool cancelled = r->cancelled, shutdown = r->shutdown;
         pthread_mutex_unlock(&r->mu);
         bt_sampler_free(smp);
+        request_outcome outcome = shutdown ? OUTCOME_SHUTDOWN
+                                : rc != BT_OK ? OUTCOME_ERROR
+                                : cancelled ? OUTCOME_CANCELLED : OUTCOME_OK;
 
         /* The slot is free before the client hears the answer: its next turn, sent the
          * moment this one ends, must find this slot's cache idle. */
@@ -188,6 +193,8 @@ static void *worker(void *arg) {
         srv->n_running--;
         srv->n_served++;
         srv->n_cancelled += cancelled;
+        metrics_outcome_locked(srv, outcome);
+        metrics_generation_locked(srv, &st);
         dispatch(srv);
         pthread_mutex_unlock(&srv->mu);
 
@@ -208,6 +215,7 @@ bool slots_enqueue(server *srv, request *r) {
     pthread_mutex_lock(&srv->mu);
     int free_slots = srv->n_slots - srv->n_running - srv->n_waiting;
     if (free_slots <= 0 && srv->n_waiting >= srv->args.queue) {
+        metrics_outcome_locked(srv, OUTCOME_BUSY);
         pthread_mutex_unlock(&srv->mu);
         return false;
     }
@@ -226,6 +234,17 @@ bool slots_enqueue(server *srv, request *r) {
 
 /* ==== Start and stop ========================================================== */
 
+long long serve_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool serve_grace_over(server *srv) {
+    long long d = atomic_load(&srv->stop_deadline_ms);
+    return d > 0 && serve_now_ms() >= d;
+}
+
 int slots_start(server *srv) {
     int started = 0;
     for (; started < srv->n_slots; started++)
@@ -237,11 +256,13 @@ int slots_start(server *srv) {
 void slots_shutdown(server *srv) {
     pthread_mutex_lock(&srv->mu);
     srv->stop = true;
+    atomic_store(&srv->stop_deadline_ms, serve_now_ms() + SHUTDOWN_GRACE_MS);
     for (request *r = srv->head; r; r = r->next) {
         pthread_mutex_lock(&r->mu);
         r->cancelled = r->done = r->shutdown = true;
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
+        metrics_outcome_locked(srv, OUTCOME_SHUTDOWN);
     }
     for (int i = 0; i < srv->n_slots; i++)
         if (srv->slots[i].req) {
@@ -254,11 +275,28 @@ void slots_shutdown(server *srv) {
     pthread_mutex_unlock(&srv->mu);
 }
 
-void slots_join(server *srv, int started) {
+bool slots_join(server *srv, int started) {
+    long long deadline = atomic_load(&srv->stop_deadline_ms);
+    if (deadline <= 0) deadline = serve_now_ms() + SHUTDOWN_GRACE_MS;
     pthread_mutex_lock(&srv->mu);
     srv->stop = true;
     for (int i = 0; i < started; i++) pthread_cond_signal(&srv->slots[i].cv);
+    for (;;) {
+        int running = 0;
+        for (int i = 0; i < started; i++) running += !srv->slots[i].exited;
+        long long left = deadline - serve_now_ms();
+        if (running == 0 || left <= 0) break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long long ns = ts.tv_nsec + (left < 100 ? left : 100) * 1000000LL;
+        ts.tv_sec += ns / 1000000000LL;
+        ts.tv_nsec = ns % 1000000000LL;
+        pthread_cond_timedwait(&srv->exit_cv, &srv->mu, &ts);
+    }
+    bool all = true;
+    for (int i = 0; i < started; i++) all = all && srv->slots[i].exited;
     pthread_mutex_unlock(&srv->mu);
+    if (!all) return false;
     for (int i = 0; i < started; i++) pthread_join(srv->slots[i].thread, NULL);
     while (srv->head) {
         request *r = srv->head;
@@ -266,4 +304,5 @@ void slots_join(server *srv, int started) {
         request_unref(r);
     }
     srv->tail = NULL;
+    return true;
 }
