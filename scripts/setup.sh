@@ -2,7 +2,10 @@
 # setup.sh: everything backtrack needs on a fresh Debian 12 machine, then a build.
 #   - Debian packages (compiler, CMake, npm, PCRE2, cJSON, ncurses, tmux, valgrind, and
 #     clang with its sanitizer/fuzzer runtime)
-#   - llama.cpp v0.4.0 (scripts/get-llama.sh) and the default model (scripts/get-model.sh)
+#   - llama.cpp v0.4.0 (scripts/get-llama.sh) and the default model (scripts/get-model.sh);
+#     BT_LLAMA_RPC=1: with llama.cpp's RPC backend and rpc-server (about 2 minutes once,
+#     for test_rpc)
+#   - nginx, for test_replicas (replicas behind a load balancer, deploy/nginx/)
 #   - the npm package "openai" for the server's tests (tests/server, npm ci)
 #   - a Release-with-debug-info build in build/
 # Idempotent and quiet when everything is already there. Run as root (apt-get).
@@ -14,6 +17,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev libncurses-dev
       libmicrohttpd-dev libcjson-dev libutf8proc-dev tmux valgrind clang libclang-rt-14-dev)
+pkgs+=(nginx) # test_replicas runs its own unprivileged instance (deploy/nginx/)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -26,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-bash scripts/get-llama.sh
+BT_LLAMA_RPC=1 bash scripts/get-llama.sh
 bash scripts/get-model.sh
 # the official OpenAI client, for the server's tests (versions pinned by the lock file)
 if [ ! -d tests/server/node_modules/openai ]; then
