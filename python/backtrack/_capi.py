@@ -233,7 +233,7 @@ class bt_strategy_i(ctypes.Structure):
 
 
 class bt_strategy(ctypes.Structure):
-    _fields_ = [("iface", POINTER(bt_strategy_i)), ("ctx", c_void_p)]
+    _fields_ = [("iface", POINTER(bt_strategy_i)), ("ctx", c_void_p), ("ext_", c_void_p)]
 
 
 class bt_logit_bias(ctypes.Structure):
@@ -328,12 +328,21 @@ class bt_human_guidance_params(ctypes.Structure):
                 ("user", c_void_p)]
 
 
+SCRIPTED_LOGITS_FN = CFUNCTYPE(None, c_void_p, POINTER(bt_token), c_int32, POINTER(c_float), c_int32)
+
+
+class bt_scripted_params(ctypes.Structure):
+    _fields_ = [("n_vocab", c_int32), ("tokens", POINTER(c_char_p)), ("eos", bt_token),
+                ("n_ctx", c_int32), ("logits", SCRIPTED_LOGITS_FN), ("user", c_void_p)]
+
+
 # every mirror, for the layout test
 STRUCTS = [bt_candidate, bt_candidates, bt_eval_info, bt_provider_i, bt_provider, bt_view,
            bt_strategy_i, bt_strategy, bt_logit_bias, bt_sampler_params, bt_stats,
            bt_llama_params, bt_chat_message, bt_debug_params, bt_antislop_params,
            bt_antislop_stats, bt_replace_params, bt_creative_writing_params,
-           bt_adaptive_temperature_params, bt_guidance_menu, bt_human_guidance_params]
+           bt_adaptive_temperature_params, bt_guidance_menu, bt_human_guidance_params,
+           bt_scripted_params]
 
 # ==== Prototypes ================================================================
 
@@ -384,6 +393,10 @@ bt_llama_default_params = _proto("bt_llama_default_params", bt_llama_params)
 bt_llama_provider_init = _proto("bt_llama_provider_init", c_void_p, POINTER(bt_llama_params))
 bt_llama_chat_messages = _proto("bt_llama_chat_messages", c_int, c_void_p, c_char_p,
                                 POINTER(bt_chat_message), c_int32, POINTER(c_void_p))
+
+bt_scripted_default_params = _proto("bt_scripted_default_params", bt_scripted_params)
+bt_scripted_provider_init = _proto("bt_scripted_provider_init", c_void_p,
+                                   POINTER(bt_scripted_params))
 
 bt_noop_strategy_init = _proto("bt_noop_strategy_init", c_void_p)
 bt_debug_default_params = _proto("bt_debug_default_params", bt_debug_params)

@@ -40,13 +40,15 @@ class AntiSlopStrategy(CStrategy):
         case-insensitive matching).
     Beyond the original: whole_word (no match inside a longer word), regexes (PCRE2
     patterns, hard bans), slop_files / regex_files (the CLI's --slop-file and
-    --slop-regex-file formats), hard (files' adjustments ignored: all hard bans),
-    max_retries_per_position (20), max_retries_total (1000).
+    --slop-regex-file formats), slop_hard (files' adjustments ignored: all hard bans),
+    max_retries (20 bans at one position before rewinding one token further),
+    max_retries_total (1000). The keywords are the names of the library's strategy
+    catalog (bt_strategy_info), as the server's JSON fields.
     """
 
     def __init__(self, provider=None, slops=None, keep_index_buffer=5, with_variants=True,
                  skip_tokens=0, *, whole_word=False, regexes=None, slop_files=None,
-                 regex_files=None, hard=False, max_retries_per_position=None,
+                 regex_files=None, slop_hard=False, max_retries=None,
                  max_retries_total=None):
         self.provider = provider
         self.slops = slops
@@ -58,7 +60,7 @@ class AntiSlopStrategy(CStrategy):
                 check(C.bt_phrase_list_add(lst, phrase, len(phrase), adj))
             for path in strs(slop_files, "slop_files"):
                 f = ctypes.c_void_p()
-                check(C.bt_phrase_list_load(path.encode(), bool(hard), ctypes.byref(f)))
+                check(C.bt_phrase_list_load(path.encode(), bool(slop_hard), ctypes.byref(f)))
                 try:
                     for k in range(C.bt_phrase_list_size(f)):
                         ph = C.bt_phrase_list_phrase(f, k)
@@ -83,8 +85,8 @@ class AntiSlopStrategy(CStrategy):
             p.with_variants = bool(with_variants)
             p.whole_word = bool(whole_word)
             p.skip_tokens = skip_tokens
-            if max_retries_per_position is not None:
-                p.max_retries_per_position = max_retries_per_position
+            if max_retries is not None:
+                p.max_retries_per_position = max_retries
             if max_retries_total is not None:
                 p.max_retries_total = max_retries_total
             self._ptr = check_ptr(C.bt_antislop_strategy_init(ctypes.byref(p)),
