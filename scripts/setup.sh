@@ -7,6 +7,8 @@
 #     for test_rpc)
 #   - nginx, for test_replicas (replicas behind a load balancer, deploy/nginx/)
 #   - the npm package "openai" for the server's tests (tests/server, npm ci)
+#   - Debian's chromium (and a font) and the npm package "puppeteer-core" for the replay
+#     page's tests in a real browser (tests/replay, npm ci; no browser download)
 #   - a Release-with-debug-info build in build/
 # Idempotent and quiet when everything is already there. Run as root (apt-get).
 set -euo pipefail
@@ -16,7 +18,8 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev libncurses-dev
-      libmicrohttpd-dev libcjson-dev libutf8proc-dev tmux valgrind clang libclang-rt-14-dev)
+      libmicrohttpd-dev libcjson-dev libutf8proc-dev tmux valgrind clang libclang-rt-14-dev
+      chromium fonts-dejavu-core)
 pkgs+=(nginx) # test_replicas runs its own unprivileged instance (deploy/nginx/)
 missing=()
 for p in "${pkgs[@]}"; do
@@ -35,6 +38,10 @@ bash scripts/get-model.sh
 # the official OpenAI client, for the server's tests (versions pinned by the lock file)
 if [ ! -d tests/server/node_modules/openai ]; then
     (cd tests/server && npm ci --silent --no-audit --no-fund >/dev/null)
+fi
+# puppeteer-core drives the system's Chromium (tests/replay)
+if [ ! -d tests/replay/node_modules/puppeteer-core ]; then
+    (cd tests/replay && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
