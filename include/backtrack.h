@@ -313,8 +313,10 @@ typedef struct bt_strategy_i {
 } bt_strategy_i;
 
 struct bt_strategy {
-    const bt_strategy_i *iface; /* borrowed */
-    void                *ctx;   /* owned: freed by iface->free */
+    const bt_strategy_i           *iface; /* borrowed */
+    void                          *ctx;   /* owned: freed by iface->free */
+    const struct bt__strategy_ext *ext_;  /* private: a built-in strategy's fast paths
+                                             (NULL for yours; set by the library)     */
 };
 
 /* Wrap a vtable and its state. NULL on a missing name or out of memory (ctx not freed).

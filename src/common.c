@@ -242,6 +242,7 @@ bt_strategy *bt_strategy_init(const bt_strategy_i *iface, void *ctx) {
     }
     s->iface = iface;
     s->ctx = ctx;
+    s->ext_ = NULL;
     return s;
 }
 

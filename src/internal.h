@@ -72,6 +72,22 @@ int32_t bt__candidates_filter(bt_candidates *c, const float *logits, float scale
  * without a copy of the vocabulary: token id reads val[pos[id]] where pos[id] >= 0, else
  * the logits array. block[id >> 4] is non-zero for every block of 16 ids holding such a
  * token (and zero for the others: the filter skips those whole when it can). */
+/* A built-in strategy's fast paths (bt_strategy.ext_), which the sampler may use in place
+ * of a vtable slot; each gives exactly the slot's result.
+ *   bans_here: report, through ban(sink, token), every token that on_logits would set to
+ *     -INFINITY at position v->n_tokens, when that is ALL on_logits does. The sampler then
+ *     applies them as a patch instead of copying the vocabulary's logits for on_logits. */
+struct bt__strategy_ext {
+    void (*bans_here)(bt_strategy *s, const bt_view *v, void (*ban)(void *sink, bt_token t),
+                      void *sink);
+};
+typedef struct bt__strategy_ext bt__strategy_ext;
+
+/* Can s give its on_logits as bans_here? (NULL-safe) */
+static inline bool bt__has_bans_here(const bt_strategy *s) {
+    return s && s->ext_ && s->ext_->bans_here;
+}
+
 typedef struct bt__logit_patch {
     const int32_t *pos;   /* n_vocab entries, -1 where unpatched    */
     const float   *val;   /* patched logits, in the logits' units    */

@@ -30,6 +30,10 @@ struct bt_sampler {
      * pen_pos[id] = its index) and hands it to the filter as a patch over the provider's
      * logits; the list is emptied again after the draw (pen_pos back to -1). */
     bool              patch_on;  /* bias or penalties: a patch is built per step     */
+    bool              sparse;    /* the strategy's on_logits is a list of bans
+                                    (bans_here): they go into the patch too, and the
+                                    vocabulary is never copied                        */
+    bool              ban_full;  /* this step's bans did not fit in the list          */
     bool              pen_on;    /* the penalties are on (llama.cpp's is_disabled)   */
     bt_logit_bias    *bias;      /* own copy of params.logit_bias                    */
     int32_t           n_bias;
@@ -138,6 +142,10 @@ static bool penalties_on(const bt_sampler_params *p) {
                                       p->presence_penalty == 0.0f);
 }
 
+/* Room in the per-step list for a strategy's bans (bans_here); a step with more takes
+ * the copy path instead. */
+#define BT__BAN_ROOM 256
+
 /* Copy the logit bias and allocate the per-step list (once per sampler). */
 static int patch_init(bt_sampler *s, const bt_sampler_params *p, int32_t n_ctx) {
     int32_t nv = s->n_vocab;
@@ -150,14 +158,15 @@ static int patch_init(bt_sampler *s, const bt_sampler_params *p, int32_t n_ctx) 
     s->n_bias = p->n_logit_bias;
     s->patch_on = s->pen_on || s->n_bias > 0;
     s->params.logit_bias = NULL; /* never keep the caller's pointer */
-    if (!s->patch_on) return BT_OK;
+    s->sparse = s->strategy && s->strategy->iface->on_logits && bt__has_bans_here(s->strategy);
+    if (!s->patch_on && !s->sparse) return BT_OK;
     /* distinct tokens a window can hold: it never outgrows the context or the vocabulary */
     int32_t win = 0;
     if (s->pen_on) {
         win = p->repeat_last_n < 0 || p->repeat_last_n > n_ctx ? n_ctx : p->repeat_last_n;
         if (win > nv) win = nv;
     }
-    s->pen_cap = win + s->n_bias;
+    s->pen_cap = win + s->n_bias + (s->sparse ? BT__BAN_ROOM : 0);
     if (s->n_bias > 0 && !(s->bias = malloc((size_t)s->n_bias * sizeof *s->bias)))
         return bt__fail(BT_ERR_NOMEM, "out of memory");
     if (s->n_bias > 0) memcpy(s->bias, p->logit_bias, (size_t)s->n_bias * sizeof *s->bias);
@@ -288,31 +297,61 @@ static void emit(gen *g, bt_event *ev) {
     g->s->obs_fn(g->s->obs_user, ev);
 }
 
+/* A candidate's probability as the draw saw it, normalised: `inf_id` >= 0 when some p
+ * was +INFINITY (the draw then took the first such token for certain: p 1, the rest 0);
+ * otherwise NaN and negative p count as 0 (bt__candidates_draw's mass), inv = 1 / sum. */
+static float draw_share(const bt_candidate *c, bt_token inf_id, double inv) {
+    if (inf_id >= 0) return c->id == inf_id ? 1.0f : 0.0f;
+    return c->p > 0.0f ? (float)((double)c->p * inv) : 0.0f;
+}
+
 /* The DRAW event of the token just drawn at position pos: its probability and the most
- * probable alternatives of the distribution it came from, normalised. Sorts the head of
- * the candidates (harmless: the draw and on_next_token are done; the list is rebuilt for
- * the next step). O(n + n_top log n_top), only when observed. */
+ * probable alternatives of the distribution it came from, normalised as the draw weighed
+ * them (see draw_share). Sorts the head of the candidates (harmless: the draw and
+ * on_next_token are done; the list is rebuilt for the next step). O(n + n_top log n_top),
+ * only when observed. */
 static void emit_draw(gen *g, int32_t pos, bt_token tok) {
     bt_sampler *s = g->s;
     bt_candidates *c = &s->cands;
     double sum = 0.0;
-    float p_tok = 0.0f;
+    bt_token inf_id = -1;
+    const bt_candidate *drawn = NULL;
     for (int32_t i = 0; i < c->n; i++) {
-        sum += c->data[i].p;
-        if (c->data[i].id == tok) p_tok = c->data[i].p;
+        float p = c->data[i].p;
+        if (p == INFINITY && inf_id < 0) inf_id = c->data[i].id;
+        if (p > 0.0f) sum += p;
+        if (c->data[i].id == tok) drawn = &c->data[i];
     }
-    float inv = sum > 0.0 ? (float)(1.0 / sum) : 0.0f;
+    double inv = sum > 0.0 && isfinite(sum) ? 1.0 / sum : 0.0;
+    float p_tok = drawn ? draw_share(drawn, inf_id, inv) : 0.0f;
     int32_t k = bt_candidates_sort_top(c, s->obs_n_top);
     for (int32_t i = 0; i < k; i++) {
         s->obs_top[i] = c->data[i];
-        s->obs_top[i].p *= inv;
+        s->obs_top[i].p = draw_share(&c->data[i], inf_id, inv);
     }
-    bt_event ev = {.type = BT_EVENT_DRAW, .pos = pos, .token = tok, .p = p_tok * inv,
+    bt_event ev = {.type = BT_EVENT_DRAW, .pos = pos, .token = tok, .p = p_tok,
                    .top = s->obs_top, .n_top = k};
     emit(g, &ev);
 }
 
 bool bt_view_observed(const bt_view *v) { return v && v->obs_; }
+
+/* vsnprintf into buf[0..cap) (cap >= 4); a text cut short loses the character the cut
+ * fell into, so a reason is always whole UTF-8 characters (when the text was). */
+static void format_reason(char *buf, size_t cap, const char *fmt, va_list ap) {
+    int n = vsnprintf(buf, cap, fmt, ap);
+    if (n < 0) {
+        buf[0] = 0;
+        return;
+    }
+    if ((size_t)n < cap) return;
+    size_t len = cap - 1, i = len;
+    while (i > 0 && len - i < 3 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80) i--;
+    if (i == 0) return;
+    unsigned char lead = (unsigned char)buf[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if ((i - 1) + need > len) buf[i - 1] = 0;
+}
 
 void bt_view_note_rewind(const bt_view *v, const bt_strategy *s, const char *fmt, ...) {
     if (!v || !v->obs_) return;
@@ -323,7 +362,7 @@ void bt_view_note_rewind(const bt_view *v, const bt_strategy *s, const char *fmt
     if (fmt) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(g->note_reason, sizeof g->note_reason, fmt, ap);
+        format_reason(g->note_reason, sizeof g->note_reason, fmt, ap);
         va_end(ap);
     }
 }
@@ -332,7 +371,7 @@ void bt_view_note_rewind(const bt_view *v, const bt_strategy *s, const char *fmt
 static void note_at(const bt_view *v, const bt_strategy *s, int type, int32_t pos,
                     bt_token tok, float factor, const char *fmt, va_list ap) {
     char reason[256] = "";
-    if (fmt) vsnprintf(reason, sizeof reason, fmt, ap);
+    if (fmt) format_reason(reason, sizeof reason, fmt, ap);
     bt_event ev = {.type = type, .pos = pos, .token = tok, .p = factor,
                    .strategy = s && s->iface ? s->iface->name : NULL, .reason = reason};
     emit(v->obs_, &ev);
@@ -468,6 +507,30 @@ static void patch_build(gen *g, const float *raw, bt__logit_patch *pt) {
     *pt = (bt__logit_patch){.pos = pos, .val = val, .block = s->pen_block};
 }
 
+/* An empty patch (no bias, no penalties), for the strategy's bans to go into. */
+static void patch_empty(bt_sampler *s, bt__logit_patch *pt) {
+    s->n_pen = 0;
+    *pt = (bt__logit_patch){.pos = s->pen_pos, .val = s->pen_val, .block = s->pen_block};
+}
+
+/* bans_here's sink: the token's logit becomes -inf in the patch (ban_full if no room). */
+static void patch_ban(void *user, bt_token t) {
+    bt_sampler *s = user;
+    if (t < 0 || t >= s->n_vocab) return;
+    int32_t k = s->pen_pos[t];
+    if (k < 0) {
+        if (s->n_pen == s->pen_cap) {
+            s->ban_full = true;
+            return;
+        }
+        k = s->pen_pos[t] = s->n_pen++;
+        s->pen_id[k] = t;
+        s->pen_cnt[k] = 0;
+        s->pen_block[t >> 4] = 1;
+    }
+    s->pen_val[k] = -INFINITY;
+}
+
 static void patch_clear(bt_sampler *s) {
     for (int32_t k = 0; k < s->n_pen; k++) {
         s->pen_pos[s->pen_id[k]] = -1;
@@ -502,7 +565,16 @@ static bt_token draw(gen *g, const float *raw) {
     if (s->patch_on) patch_build(g, raw, pt = &patch);
 
     int32_t n;
-    if (st && st->iface->on_logits) {
+    bool copy = st && st->iface->on_logits;
+    if (copy && s->sparse) { /* the strategy's bans as a patch: no copy of the vocabulary */
+        if (!pt) patch_empty(s, pt = &patch);
+        s->ban_full = false;
+        st->ext_->bans_here(st, &g->view, patch_ban, s);
+        /* too many for the list: copy after all (the bans already patched in are bans
+         * on_logits makes again, so the result is the same) */
+        copy = s->ban_full;
+    }
+    if (copy) {
         for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
         for (int32_t k = 0; k < s->n_pen; k++) s->logits[s->pen_id[k]] = s->pen_val[k] * inv_t;
         st->iface->on_logits(st, &g->view, s->logits);
@@ -522,6 +594,11 @@ static bt_token draw(gen *g, const float *raw) {
         g->st->n_dead_ends++;
         bt__log(BT_LOG_WARN, "dead end at token %d: no candidate left, using the model's "
                              "distribution", g->n_cont);
+        if (s->sparse && pt) { /* the patch holds the strategy's bans: rebuild it without */
+            patch_clear(s);
+            pt = NULL;
+            if (s->patch_on) patch_build(g, raw, pt = &patch);
+        }
         if (filter_raw(s, raw, pt, inv_t) > 0 && (i = bt__candidates_draw(c, u)) >= 0)
             tok = c->data[i].id;
     }
@@ -542,16 +619,9 @@ static int apply_backtrack(gen *g) {
         n = held;
     }
     if (n <= 0) return BT_OK;
+    /* The tokens are gone from the text whatever the provider says below (an error
+     * then releases the shortened continuation): count and report the rewind first. */
     g->n_cont -= n;
-    /* The provider never saw the token just drawn: it holds one position fewer than the
-     * sequence had, so it drops n - 1 positions (none when only that token goes). Its
-     * logits after the new last position are then the ones to draw from. */
-    int32_t keep = g->n_prompt + g->n_cont;
-    if (keep < g->n_held) {
-        int rc = g->s->provider->iface->rewind(g->s->provider->ctx, g->n_held - keep);
-        if (rc != BT_OK) return rc;
-        g->n_held = keep;
-    }
     g->st->n_discarded += n;
     g->st->n_rewinds++;
     refresh_view(g);
@@ -560,6 +630,15 @@ static int apply_backtrack(gen *g) {
                        .strategy = g->noted ? g->note_strategy : st->iface->name,
                        .reason = g->noted ? g->note_reason : ""};
         emit(g, &ev);
+    }
+    /* The provider never saw the token just drawn: it holds one position fewer than the
+     * sequence had, so it drops n - 1 positions (none when only that token goes). Its
+     * logits after the new last position are then the ones to draw from. */
+    int32_t keep = g->n_prompt + g->n_cont;
+    if (keep < g->n_held) {
+        int rc = g->s->provider->iface->rewind(g->s->provider->ctx, g->n_held - keep);
+        if (rc != BT_OK) return rc;
+        g->n_held = keep;
     }
     if (st->iface->on_rewind) st->iface->on_rewind(st, &g->view, n);
     return BT_OK;

@@ -2,6 +2,7 @@
 #include "check.h"
 #include "internal.h"
 
+#include <math.h>
 #include <unistd.h>
 
 static const char *MODEL = BT_TEST_MODEL;
@@ -132,6 +133,127 @@ static void test_replace_real(void) {
     bt_provider_free(p);
 }
 
+
+/* ---- AntiSlop's bans as a patch (no copy of the logits) give exactly the copy path ----
+ * A chain of AntiSlop and a strategy whose on_logits is opaque (it changes nothing, but
+ * the sampler cannot know) takes the copy path; AntiSlop alone, or chained with a
+ * strategy that has no on_logits, takes the patch. Same seeds: same text, same stats,
+ * with the penalties and a logit bias patched in too, and through many bans. */
+static void opaque_logits(bt_strategy *s, const bt_view *v, float *logits) {
+    (void)s, (void)v, (void)logits;
+}
+static const bt_strategy_i opaque_iface = {.name = "opaque", .on_logits = opaque_logits};
+
+static bt_strategy *favourites(void) {
+    const char *fav[] = {"Lily", "little", "park", "ball", "girl", "happy", "play", "mom", "he", "she"};
+    bt_phrase_list *l = bt_phrase_list_new();
+    for (int i = 0; i < 10; i++) bt_phrase_list_add(l, fav[i], strlen(fav[i]), 0.0f);
+    bt_antislop_params ap = bt_antislop_default_params();
+    ap.phrases = l;
+    ap.whole_word = false; /* "he" inside words too: many bans, some dead ends */
+    bt_strategy *s = bt_antislop_strategy_init(&ap);
+    bt_phrase_list_free(l);
+    return s;
+}
+
+static void test_bans_patch_equals_copy(void) {
+    bt_provider *p = load();
+    CHECK(p != NULL);
+    if (!p) return;
+    bt_strategy *alone = favourites();
+    bt_strategy *parts[2] = {favourites(), bt_strategy_init(&opaque_iface, NULL)};
+    bt_strategy *copying = bt_chain_strategy_init(parts, 2);
+    bt_strategy *parts2[2] = {favourites(), bt_noop_strategy_init()};
+    bt_strategy *chained = bt_chain_strategy_init(parts2, 2);
+    CHECK(alone->ext_ != NULL && chained->ext_ != NULL && copying->ext_ == NULL);
+    bt_logit_bias lb[2] = {{.token = 317, .bias = 2.0f}, {.token = 432, .bias = -1.0f}};
+    int64_t rewinds = 0, dead = 0;
+    for (uint64_t seed = 1; seed <= 12; seed++) {
+        bt_sampler_params sp = bt_sampler_default_params();
+        sp.seed = seed;
+        sp.max_new_tokens = 120;
+        if (seed % 2 == 0) { /* half of them with the penalties and a bias in the patch */
+            sp.repeat_penalty = 1.3f;
+            sp.presence_penalty = 0.2f;
+            sp.logit_bias = lb;
+            sp.n_logit_bias = 2;
+        }
+        text_sink k[3] = {{{0}, 0}, {{0}, 0}, {{0}, 0}};
+        bt_stats st[3];
+        bt_strategy *which[3] = {alone, chained, copying};
+        for (int w = 0; w < 3; w++) {
+            bt_sampler *smp = bt_sampler_init(p, which[w], &sp);
+            CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k[w], &st[w]), BT_OK);
+            bt_sampler_free(smp);
+        }
+        for (int w = 1; w < 3; w++) {
+            CHECK_STR(k[w].text, k[0].text);
+            CHECK_EQ_INT(st[w].n_rewinds, st[0].n_rewinds);
+            CHECK_EQ_INT(st[w].n_steps, st[0].n_steps);
+            CHECK_EQ_INT(st[w].n_dead_ends, st[0].n_dead_ends);
+        }
+        rewinds += st[0].n_rewinds;
+        dead += st[0].n_dead_ends;
+    }
+    CHECK(rewinds > 50); /* many bans went through both paths */
+    fprintf(stderr, "  dead ends: %lld\n", (long long)dead);
+    fprintf(stderr, "  12 seeds: %lld rewinds, identical texts\n", (long long)rewinds);
+    bt_strategy_free(alone);
+    bt_strategy_free(copying);
+    bt_strategy_free(chained);
+    bt_provider_free(p);
+}
+
+
+/* A strategy that bans every token of the vocabulary at position 3 (a dead end: the
+ * sampler falls back to the model's own distribution there) and `extra` tokens at every
+ * other position; with the fast path (bans_here) or without (on_logits only). 512 bans
+ * do not fit in the sampler's list: that step takes the copy path after all. */
+static int32_t g_extra;
+static void all_bans_here(bt_strategy *s, const bt_view *v, void (*ban)(void *, bt_token),
+                          void *sink) {
+    (void)s;
+    int32_t n = v->n_tokens == 3 ? v->n_vocab : g_extra;
+    for (int32_t t = 0; t < n; t++) ban(sink, (t * 7) % v->n_vocab);
+}
+static void all_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
+    (void)s;
+    int32_t n = v->n_tokens == 3 ? v->n_vocab : g_extra;
+    for (int32_t t = 0; t < n; t++) logits[(t * 7) % v->n_vocab] = -INFINITY;
+}
+static const bt_strategy_i all_iface = {.name = "all", .on_logits = all_on_logits};
+static const bt__strategy_ext all_ext = {.bans_here = all_bans_here};
+
+static void test_bans_patch_dead_end_and_overflow(void) {
+    bt_provider *p = load();
+    CHECK(p != NULL);
+    if (!p) return;
+    bt_strategy *fast = bt_strategy_init(&all_iface, NULL);
+    fast->ext_ = &all_ext;
+    bt_strategy *slow = bt_strategy_init(&all_iface, NULL);
+    for (int variant = 0; variant < 4; variant++) {
+        g_extra = variant < 2 ? 5 : 300; /* 300: more than the list holds, every step */
+        bt_sampler_params sp = bt_sampler_default_params();
+        sp.seed = 7 + (uint64_t)variant;
+        sp.max_new_tokens = 40;
+        if (variant % 2) sp.repeat_penalty = 1.5f, sp.frequency_penalty = 0.3f;
+        text_sink k[2] = {{{0}, 0}, {{0}, 0}};
+        bt_stats st[2];
+        bt_strategy *which[2] = {fast, slow};
+        for (int w = 0; w < 2; w++) {
+            bt_sampler *smp = bt_sampler_init(p, which[w], &sp);
+            CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k[w], &st[w]), BT_OK);
+            bt_sampler_free(smp);
+        }
+        CHECK_STR(k[0].text, k[1].text);
+        CHECK_EQ_INT(st[0].n_dead_ends, 1);
+        CHECK_EQ_INT(st[1].n_dead_ends, 1);
+    }
+    bt_strategy_free(fast);
+    bt_strategy_free(slow);
+    bt_provider_free(p);
+}
+
 int main(void) {
     if (access(MODEL, R_OK) != 0) {
         fprintf(stderr, "model %s missing: run scripts/get-model.sh\n", MODEL);
@@ -140,5 +262,7 @@ int main(void) {
     RUN(test_ban_favourites);
     RUN(test_full_slop_list);
     RUN(test_replace_real);
+    RUN(test_bans_patch_equals_copy);
+    RUN(test_bans_patch_dead_end_and_overflow);
     TEST_MAIN_END();
 }

@@ -189,6 +189,17 @@ static void as_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
         if (a->bans[i].factor == 0.0f) logits[a->bans[i].tok] = -INFINITY;
 }
 
+/* as_on_logits as a list of bans (the sampler's fast path: no copy of the logits). */
+static void as_bans_here(bt_strategy *s, const bt_view *v, void (*ban)(void *, bt_token),
+                         void *sink) {
+    antislop *a = s->ctx;
+    if (v->n_tokens >= a->max_pos) return;
+    for (int32_t i = a->ban_head[v->n_tokens]; i >= 0; i = a->bans[i].next)
+        if (a->bans[i].factor == 0.0f) ban(sink, a->bans[i].tok);
+}
+
+static const bt__strategy_ext antislop_ext = {.bans_here = as_bans_here};
+
 static void as_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
     antislop *a = s->ctx;
     if (v->n_tokens >= a->max_pos) return;
@@ -216,6 +227,10 @@ static void explain(bt_strategy *s, const bt_view *v, const bt__match *m, int32_
     } else {
         const char *text = bt__scan_text(&a->scan);
         int len = m->end - m->start > 60 ? 60 : m->end - m->start;
+        /* cut before the character the 60th byte falls into, never inside it */
+        while (len > 0 && len < m->end - m->start &&
+               ((unsigned char)text[m->start + len] & 0xC0) == 0x80)
+            len--;
         bt_view_note_ban(v, s, t, v->tokens[t], factor, "regex matched \"%.*s\"%s", len,
                          text + m->start, how);
         bt_view_note_rewind(v, s, "regex matched \"%.*s\"%s", len, text + m->start, how);
@@ -452,9 +467,12 @@ bt_strategy *bt_antislop_strategy_init(const bt_antislop_params *params) {
     if (p.n_regexes > 0 && compile_regexes(a, params->regexes, p.n_regexes) != BT_OK) goto fail;
 
     bt_strategy *s = bt_strategy_init(&antislop_iface, a);
-    if (s) return s;
+    if (s) {
+        s->ext_ = &antislop_ext;
+        return s;
+    }
 fail:;
-    bt_strategy tmp = {&antislop_iface, a};
+    bt_strategy tmp = {&antislop_iface, a, NULL};
     as_free(&tmp);
     return NULL;
 }

@@ -33,6 +33,15 @@ static void chain_on_logits(bt_strategy *s, const bt_view *v, float *logits) {
     EACH((chain *)s->ctx, it) if (it->iface->on_logits) it->iface->on_logits(it, v, logits);
 }
 
+/* chain_on_logits as bans, when every member's on_logits is one (see chain_ext). */
+static void chain_bans_here(bt_strategy *s, const bt_view *v, void (*ban)(void *, bt_token),
+                            void *sink) {
+    bt_strategy *it;
+    EACH((chain *)s->ctx, it) if (it->iface->on_logits) it->ext_->bans_here(it, v, ban, sink);
+}
+
+static const bt__strategy_ext chain_ext = {.bans_here = chain_bans_here};
+
 static void chain_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
     bt_strategy *it;
     EACH((chain *)s->ctx, it) if (it->iface->on_probs) it->iface->on_probs(it, v, c);
@@ -47,6 +56,9 @@ static int32_t chain_backtrack(bt_strategy *s, const bt_view *v) {
     bt_strategy *it;
     EACH((chain *)s->ctx, it) {
         if (!it->iface->backtrack) continue;
+        /* observed: the member asked, with no reason unless it notes its own (a note
+         * from a member that then returned 0 must not stick to the next one's rewind) */
+        if (v->obs_) bt_view_note_rewind(v, it, "%s", "");
         int32_t n = it->iface->backtrack(it, v);
         if (n > 0) return n; /* only the first rewind at a token counts */
     }
@@ -113,7 +125,13 @@ bt_strategy *bt_chain_strategy_init(bt_strategy **strategies, int32_t n) {
     for (int32_t i = 0; i < n; i++) ch->items[i] = strategies[i];
     ch->n = n;
     bt_strategy *s = bt_strategy_init(&chain_iface, ch);
-    if (s) return s;
+    if (s) {
+        bool bans = true; /* every on_logits of the chain is a list of bans */
+        for (int32_t i = 0; i < n; i++)
+            if (strategies[i]->iface->on_logits && !bt__has_bans_here(strategies[i])) bans = false;
+        if (bans) s->ext_ = &chain_ext;
+        return s;
+    }
     ch->n = 0; /* fall through: free the inputs once, below */
 fail:
     if (ch) {

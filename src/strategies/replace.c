@@ -212,7 +212,7 @@ bt_strategy *bt_replace_strategy_init(const bt_replace_params *params) {
 nomem:
     bt__fail(BT_ERR_NOMEM, "out of memory");
 fail:;
-    bt_strategy tmp = {&replace_iface, r};
+    bt_strategy tmp = {&replace_iface, r, NULL};
     if (r) rp_free(&tmp);
     return NULL;
 }
