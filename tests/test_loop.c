@@ -878,6 +878,290 @@ static void test_observer(void) {
     bt_provider_free(p);
 }
 
+/* ==== Review of the observer (3a2436e..62cb5c5): defects found, one test each ==== */
+
+/* A recorder that keeps what the review's checks need: the continuation rebuilt from
+ * DRAW and REWIND events, the released tokens, full reasons, the END's stats. */
+typedef struct rvlog {
+    bt_token cont[128];
+    int32_t  n_cont;
+    bt_token rel[128];
+    int32_t  n_rel;
+    int      n_draw, n_rewind, n_end;
+    float    draw_p[128];
+    bool     top_finite;    /* every top entry's p finite and in [0, 1]            */
+    float    top_sum_max;   /* the largest sum of a DRAW's top probabilities         */
+    char     rw_strategy[64], rw_reason[512]; /* the last REWIND's                  */
+    bool     reasons_valid; /* every reason is valid UTF-8 and at most 255 bytes     */
+    int      end_stop;      /* the END's stats, copied during the call               */
+    int64_t  end_released, end_rewinds;
+} rvlog;
+
+static void rv_record(void *user, const bt_event *ev) {
+    rvlog *l = user;
+    if (ev->reason && (!bt__utf8_valid(ev->reason, strlen(ev->reason)) || strlen(ev->reason) > 255))
+        l->reasons_valid = false;
+    switch (ev->type) {
+    case BT_EVENT_DRAW: {
+        l->n_cont = ev->pos;
+        l->cont[l->n_cont++] = ev->token;
+        if (l->n_draw < 128) l->draw_p[l->n_draw] = ev->p;
+        l->n_draw++;
+        float sum = 0;
+        for (int32_t i = 0; i < ev->n_top; i++) {
+            if (!(ev->top[i].p >= 0.0f && ev->top[i].p <= 1.0f)) l->top_finite = false;
+            sum += ev->top[i].p;
+        }
+        if (sum > l->top_sum_max) l->top_sum_max = sum;
+        break;
+    }
+    case BT_EVENT_REWIND:
+        l->n_rewind++;
+        l->n_cont = ev->pos;
+        snprintf(l->rw_strategy, sizeof l->rw_strategy, "%s", ev->strategy ? ev->strategy : "(null)");
+        snprintf(l->rw_reason, sizeof l->rw_reason, "%s", ev->reason ? ev->reason : "(null)");
+        break;
+    case BT_EVENT_RELEASE:
+        if (ev->n == 1) l->rel[l->n_rel++] = ev->token;
+        break;
+    case BT_EVENT_END:
+        l->n_end++;
+        l->end_stop = ev->stats ? ev->stats->stop_reason : -1;
+        l->end_released = ev->stats ? ev->stats->n_released : -1;
+        l->end_rewinds = ev->stats ? ev->stats->n_rewinds : -1;
+        break;
+    default: break;
+    }
+}
+
+static rvlog rv_new(void) { return (rvlog){.top_finite = true, .reasons_valid = true}; }
+
+/* Defect: a strategy may force a token with p = +INFINITY (bt_candidates_set_p takes it
+ * and the draw picks that token for certain), but the DRAW event then said p = NaN
+ * (inf * 1/inf) and its top list held NaN: a NaN logprob for issue 11. The token was
+ * drawn with certainty: p must be 1, the others 0. Negative or NaN p written by a
+ * strategy count as 0, as the draw counts them. */
+static void inf_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    (void)s, (void)v;
+    if (c->n > 1) c->data[c->n - 1].p = -1.0f; /* a strategy's bad write: no mass */
+    bt_candidates_set_p(c, 4, INFINITY);
+}
+static const bt_strategy_i inf_iface = {.name = "inf", .on_probs = inf_on_probs};
+
+static void test_review_draw_p_infinite(void) {
+    model m = {NULL, 0, 2, 1}; /* uniform */
+    bt_provider *p = make_provider(&m, 64);
+    bt_strategy *str = bt_strategy_init(&inf_iface, NULL);
+    bt_sampler_params sp = greedy();
+    sp.top_k = 0;
+    sp.max_new_tokens = 3;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    rvlog l = rv_new();
+    CHECK_EQ_INT(bt_sampler_set_observer(s, rv_record, &l, 8), BT_OK);
+    sink k = {0};
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, NULL), BT_OK);
+    CHECK_STR(k.text, "ddd");
+    CHECK_EQ_INT(l.n_draw, 3);
+    for (int i = 0; i < l.n_draw && i < 3; i++) CHECK_NEAR(l.draw_p[i], 1.0, 1e-6);
+    CHECK(l.top_finite);
+    CHECK(l.top_sum_max <= 1.0f + 1e-5f);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+/* Defect: when the provider's rewind failed, the continuation was already shortened and
+ * release_all released the shortened one, but no REWIND event was sent: re-applying the
+ * events gave a continuation longer than what was released. */
+typedef struct norewind {
+    flaky f; /* forwards everything (fail_after huge) */
+} norewind;
+static int nr_rewind(void *ctx, int32_t n) {
+    (void)ctx, (void)n;
+    return bt__fail(BT_ERR_PROVIDER, "review: this provider cannot rewind");
+}
+static const bt_provider_i norewind_iface = {
+    .name = "norewind", .n_vocab = fk_nv, .n_ctx = fk_ctx, .tokenize = fk_tok,
+    .token_text = fk_text, .is_eog = fk_eog, .eval = fk_eval, .rewind = nr_rewind,
+    .reset = fk_reset,
+};
+
+static void test_review_rewind_error_events(void) {
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *inner = make_provider(&m, 64);
+    norewind nr = {{.inner = inner, .fail_after = 1 << 30}};
+    bt_provider *p = bt_provider_init(&norewind_iface, &nr);
+    tstrat t = ts_defaults();
+    t.hold = 3, t.rewind_at = 3, t.rewind_n = 2, t.note = 1;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 4;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    rvlog l = rv_new();
+    bt_sampler_set_observer(s, rv_record, &l, 2);
+    sink k = {0};
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, collect, &k, &st), BT_ERR_PROVIDER);
+    CHECK_EQ_INT(st.stop_reason, BT_STOP_ERROR);
+    /* what was released is what the events rebuild */
+    CHECK_EQ_INT(l.n_rel, k.n);
+    CHECK_EQ_INT(l.n_cont, k.n);
+    for (int i = 0; i < k.n && i < l.n_cont; i++) CHECK_EQ_INT(l.cont[i], k.toks[i]);
+    CHECK_EQ_INT(l.n_rewind, 1);
+    CHECK_EQ_INT(l.end_rewinds, l.n_rewind);
+    CHECK_EQ_INT(l.n_end, 1);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+    bt_provider_free(inner);
+}
+
+/* Defect: in a chain, the REWIND was attributed to whichever member noted last, even one
+ * that then returned 0, and a member that rewound without a note was reported as
+ * "chain". The member that asked must be named, with its own reason ("" if none). */
+static int32_t noter_backtrack(bt_strategy *s, const bt_view *v) {
+    bt_view_note_rewind(v, s, "not me");
+    return 0;
+}
+static int32_t silent_backtrack(bt_strategy *s, const bt_view *v) {
+    int *done = s->ctx;
+    if (*done || v->n_tokens != 3) return 0;
+    *done = 1;
+    return 2;
+}
+static const bt_strategy_i noter_iface = {.name = "noter", .backtrack = noter_backtrack};
+static const bt_strategy_i silent_iface = {.name = "silent", .backtrack = silent_backtrack};
+
+static void chain_attribution(bool with_noter, const char *want_strategy, const char *want_reason) {
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    int done = 0;
+    bt_strategy *members[2];
+    int32_t n = 0;
+    if (with_noter) members[n++] = bt_strategy_init(&noter_iface, NULL);
+    members[n++] = bt_strategy_init(&silent_iface, &done);
+    bt_strategy *ch = bt_chain_strategy_init(members, n);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 4;
+    bt_sampler *s = bt_sampler_init(p, ch, &sp);
+    rvlog l = rv_new();
+    bt_sampler_set_observer(s, rv_record, &l, 1);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, NULL), BT_OK);
+    CHECK_EQ_INT(l.n_rewind, 1);
+    CHECK_STR(l.rw_strategy, want_strategy);
+    CHECK_STR(l.rw_reason, want_reason);
+    bt_sampler_free(s);
+    bt_strategy_free(ch);
+    bt_provider_free(p);
+}
+
+static void test_review_chain_attribution(void) {
+    chain_attribution(true, "silent", "");
+    chain_attribution(false, "silent", "");
+}
+
+/* Defect: a reason longer than 255 bytes was cut by vsnprintf in the middle of a UTF-8
+ * character, so observers got invalid UTF-8 (the trace then showed U+FFFD for it). */
+static void longnote_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
+    (void)c;
+    char e[401];
+    for (int i = 0; i < 200; i++) e[2 * i] = (char)0xc3, e[2 * i + 1] = (char)0xa9; /* é */
+    e[400] = 0;
+    bt_view_note_force(v, s, v->n_tokens, 1, "%s", e);
+    bt_view_note_ban(v, s, v->n_tokens, 2, 0.5f, "%s", e);
+}
+static int32_t longnote_backtrack(bt_strategy *s, const bt_view *v) {
+    int *done = s->ctx;
+    if (*done || v->n_tokens != 2) return 0;
+    *done = 1;
+    char e[401];
+    for (int i = 0; i < 200; i++) e[2 * i] = (char)0xc3, e[2 * i + 1] = (char)0xa9;
+    e[400] = 0;
+    bt_view_note_rewind(v, s, "%s", e);
+    return 1;
+}
+static const bt_strategy_i longnote_iface = {.name = "longnote", .on_probs = longnote_on_probs,
+                                             .backtrack = longnote_backtrack};
+
+static void test_review_reason_truncation(void) {
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    int done = 0;
+    bt_strategy *str = bt_strategy_init(&longnote_iface, &done);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 3;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    rvlog l = rv_new();
+    bt_sampler_set_observer(s, rv_record, &l, 1);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, NULL), BT_OK);
+    CHECK_EQ_INT(l.n_rewind, 1);
+    CHECK(l.reasons_valid);
+    CHECK_EQ_INT(strlen(l.rw_reason), 254); /* 127 whole characters */
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+/* Defect: AntiSlop's regex reason quotes at most 60 bytes of the match, cut in the middle
+ * of a character ("a" and 21 euro signs, each split over two tokens, is 64 bytes). */
+static void test_review_antislop_regex_reason(void) {
+    bt_token script[43];
+    script[0] = 1;
+    for (int i = 0; i < 21; i++) script[1 + 2 * i] = 5, script[2 + 2 * i] = 6;
+    model m = {script, 43, 2, 0};
+    bt_provider *p = make_provider(&m, 128);
+    const char *re[] = {"a(?:\xe2\x82\xac){21}"};
+    bt_antislop_params ap = bt_antislop_default_params();
+    ap.regexes = re;
+    ap.n_regexes = 1;
+    bt_strategy *str = bt_antislop_strategy_init(&ap);
+    CHECK(str != NULL);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 50;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    rvlog l = rv_new();
+    bt_sampler_set_observer(s, rv_record, &l, 1);
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, NULL), BT_OK);
+    CHECK(l.n_rewind >= 1);
+    CHECK_STR(l.rw_strategy, "antislop");
+    CHECK(strncmp(l.rw_reason, "regex matched \"a\xe2\x82\xac", 19) == 0);
+    CHECK(l.reasons_valid);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+
+/* Test weakness fixed: test_observer's "CHECK(stats == NULL || 1)" could not fail. The END
+ * event carries the final stats (valid during the call): the same as the caller's. */
+static void test_review_end_stats(void) {
+    const bt_token script[] = {1, 2, 3, 4};
+    model m = {script, 4, 2, 0};
+    bt_provider *p = make_provider(&m, 64);
+    tstrat t = ts_defaults();
+    t.hold = 3, t.rewind_at = 3, t.rewind_n = 2;
+    bt_strategy *str = bt_strategy_init(&ts_iface, &t);
+    bt_sampler_params sp = greedy();
+    sp.max_new_tokens = 4;
+    bt_sampler *s = bt_sampler_init(p, str, &sp);
+    rvlog l = rv_new();
+    bt_sampler_set_observer(s, rv_record, &l, 2);
+    bt_stats st;
+    CHECK_EQ_INT(bt_generate_tokens(s, PROMPT, 2, NULL, NULL, &st), BT_OK);
+    CHECK_EQ_INT(l.n_end, 1);
+    CHECK_EQ_INT(l.end_stop, BT_STOP_MAX_NEW_TOKENS);
+    CHECK_EQ_INT(l.end_stop, st.stop_reason);
+    CHECK_EQ_INT(l.end_released, st.n_released);
+    CHECK_EQ_INT(l.end_rewinds, 1);
+    CHECK_EQ_INT(l.n_rel, 4);
+    bt_sampler_free(s);
+    bt_strategy_free(str);
+    bt_provider_free(p);
+}
+/* ==== end of the review section ==== */
+
 int main(void) {
     RUN(test_greedy_and_eos);
     RUN(test_keep_index_holds_and_flushes);
@@ -894,5 +1178,12 @@ int main(void) {
     RUN(test_observer);
     RUN(test_prompt_reuse);
     RUN(test_cancel);
+    /* review of the observer */
+    RUN(test_review_draw_p_infinite);
+    RUN(test_review_rewind_error_events);
+    RUN(test_review_chain_attribution);
+    RUN(test_review_reason_truncation);
+    RUN(test_review_antislop_regex_reason);
+    RUN(test_review_end_stats);
     TEST_MAIN_END();
 }
