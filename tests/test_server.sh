@@ -115,6 +115,28 @@ expect 400 "type 'image_url' are not supported" "${J[@]}" -d '{"messages":[{"rol
 expect 400 "'tools' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f"}}]}' "$U/v1/chat/completions"
 expect 400 "'response_format' is not supported" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}' "$U/v1/chat/completions"
 expect 200 '"chat.completion"' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"tools":[],"response_format":{"type":"text"},"max_tokens":2}' "$U/v1/chat/completions"
+# stream_options.include_usage, as OpenAI: without it no chunk has a usage; with it every
+# chunk has "usage":null and one more, after the finish reason, the usage and no choices
+sse='"prompt":"Once upon a time","max_tokens":6,"stream":true'
+curl -sN "${J[@]}" -d "{$sse}" "$U/v1/completions" >"$tmp/nu.sse"
+curl -sN "${J[@]}" -d "{$sse,\"stream_options\":{\"include_usage\":false}}" "$U/v1/completions" >"$tmp/nu2.sse"
+if ! grep -q '"usage"' "$tmp/nu.sse" && ! grep -q '"usage"' "$tmp/nu2.sse" && grep -q '"finish_reason":"length","backtrack"\|"backtrack":{"slot"' "$tmp/nu.sse" &&
+   grep -q 'data: \[DONE\]' "$tmp/nu.sse"; then ok
+else bad "stream without include_usage: $(cat "$tmp/nu.sse" | tail -c 500)"; fi
+curl -sN "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":6,"seed":1,"top_k":1,"stream":true,"stream_options":{"include_usage":true}}' "$U/v1/chat/completions" >"$tmp/u.sse"
+grep '^data: {' "$tmp/u.sse" >"$tmp/u.data"
+n=$(wc -l <"$tmp/u.data")
+if [ "$n" -ge 3 ] && [ "$(head -n $((n - 1)) "$tmp/u.data" | grep -c '"usage":null')" = $((n - 1)) ] &&
+   tail -n 2 "$tmp/u.data" | head -n 1 | grep -q '"finish_reason":"length"' &&
+   tail -n 1 "$tmp/u.data" | grep -q '"choices":\[\],"usage":{"prompt_tokens":[0-9]*,"completion_tokens":6,' &&
+   tail -n 1 "$tmp/u.sse" | grep -q '^$' && tail -n 2 "$tmp/u.sse" | grep -q 'data: \[DONE\]'; then ok
+else bad "stream with include_usage: $(cat "$tmp/u.sse" | tail -c 600)"; fi
+expect 400 "'stream_options' must be an object" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":true}' "$U/v1/completions"
+expect 400 "stream_options.include_usage must be true or false" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":{"include_usage":"yes"}}' "$U/v1/completions"
+expect 400 "stream_options.chunk_size is not supported" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":{"chunk_size":3}}' "$U/v1/completions"
+# n: 1 is accepted, more is refused by name
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once","max_tokens":2,"n":1}' "$U/v1/completions"
+expect 400 '"param":"n"' "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"n":2}' "$U/v1/chat/completions"
 # the peers' names for phrase bans: each keeps "Lily" out of the greedy text that names her
 for extra in '"banned_strings":["Lily"]' '"banned_phrases":["Lily"]' '"banned_regex":["L[i]ly"]' '"banned_regex_case_insensitive":["lILY"]'; do
     got=$(curl -s "${J[@]}" -d "{$greedy,$extra}" "$U/v1/completions")

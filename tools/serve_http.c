@@ -152,7 +152,10 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
                 sse_event(r, openai_stream_error_json("server_shutting_down",
                                                       "the server is shutting down; the generation was cancelled"));
             else if (r->rc != BT_OK) sse_event(r, openai_stream_error_json("server_error", r->errmsg));
-            else sse_event(r, openai_chunk_json(sc->srv, r, NULL, 0, true));
+            else {
+                sse_event(r, openai_chunk_json(sc->srv, r, NULL, 0, true));
+                if (r->include_usage) sse_event(r, openai_usage_chunk_json(sc->srv, r));
+            }
             sbuf_append(&r->wire, &r->wire_len, &r->wire_cap, "data: [DONE]\n\n", 14);
             r->sent_final = true;
         } else if (r->done) {

@@ -44,6 +44,7 @@ struct request {
     /* what to do */
     char             *prompt;
     bool              chat, stream;
+    bool              include_usage; /* stream_options.include_usage */
     bt_sampler_params sp;
     bt_strategy      *strategy; /* NULL: the slot's default */
     char             *stop[MAX_STOP];
@@ -192,8 +193,12 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
 cJSON *openai_completion_json(server *srv, const request *r);
 
 /* One stream chunk as JSON text (malloc'd, NULL when memory runs out): `text` (may be
- * NULL), `final` adds the finish reason, usage and statistics. Caller holds r->mu. */
+ * NULL), `final` adds the finish reason and the statistics. Caller holds r->mu. */
 char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final);
+
+/* The chunk after the finish reason when stream_options.include_usage asks for it: no
+ * choices, the usage (malloc'd, or NULL). */
+char *openai_usage_chunk_json(server *srv, const request *r);
 
 /* The error event that ends a stream whose generation failed or was cut short (malloc'd,
  * or NULL). */

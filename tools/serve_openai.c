@@ -439,6 +439,27 @@ static bool get_logit_bias(server *srv, const cJSON *b, request *r, verr *e) {
     return true;
 }
 
+/* stream_options: include_usage (OpenAI's extra last chunk with the usage) and
+ * include_obfuscation (accepted; this server adds no padding to its chunks). Without
+ * "stream" it changes nothing. */
+static bool get_stream_options(const cJSON *b, request *r, verr *e) {
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(b, "stream_options");
+    if (!so || cJSON_IsNull(so)) return true;
+    if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, so) {
+        bool v;
+        verr inner;
+        if (strcmp(it->string, "include_usage") != 0 && strcmp(it->string, "include_obfuscation") != 0)
+            return fail(e, "stream_options", "stream_options.%.40s is not supported (include_usage, "
+                                             "include_obfuscation)", it->string);
+        if (!get_bool(so, it->string, &v, &inner))
+            return fail(e, "stream_options", "stream_options.%s must be true or false", it->string);
+        if (strcmp(it->string, "include_usage") == 0) r->include_usage = v;
+    }
+    return true;
+}
+
 /* Fill a request from the JSON body of /v1/completions (chat false) or
  * /v1/chat/completions (chat true). */
 bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e) {
@@ -541,6 +562,7 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     if (has) r->sp.seed = (uint64_t)v;
     if (!get_num(b, "n", 1, 1, true, &v, &has, e)) return fail(e, "n", "only n = 1 is supported");
     if (!get_bool(b, "stream", &r->stream, e)) return false;
+    if (!get_stream_options(b, r, e)) return false;
     if (!get_strings(b, "stop", false, add_stop, r, e)) return false;
 
     /* llama-server's field: false starts this request cold and leaves nothing cached */
@@ -569,6 +591,7 @@ static const char *finish_reason(const request *r) {
     return "length";
 }
 
+/* OpenAI's usage object. */
 static void add_usage(cJSON *root, const request *r) {
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", r->st.n_prompt);
@@ -576,6 +599,10 @@ static void add_usage(cJSON *root, const request *r) {
     cJSON_AddNumberToObject(u, "total_tokens", (double)(r->st.n_prompt + r->st.n_released));
     cJSON *d = cJSON_AddObjectToObject(u, "prompt_tokens_details");
     cJSON_AddNumberToObject(d, "cached_tokens", r->st.n_prompt_cached);
+}
+
+/* This server's extension: the generation's statistics ("backtrack"). */
+static void add_stats(cJSON *root, const request *r) {
     cJSON *b = cJSON_AddObjectToObject(root, "backtrack");
     cJSON_AddNumberToObject(b, "slot", r->slot);
     cJSON_AddNumberToObject(b, "prompt_cached", r->st.n_prompt_cached);
@@ -612,16 +639,27 @@ cJSON *openai_completion_json(server *srv, const request *r) {
     }
     cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
     add_usage(root, r);
+    add_stats(root, r);
     return root;
 }
 
-char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final) {
+/* What every chunk of r's stream starts with. */
+static cJSON *chunk_head(server *srv, const request *r) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "id", r->id);
     cJSON_AddStringToObject(root, "object", r->chat ? "chat.completion.chunk" : "text_completion");
     cJSON_AddNumberToObject(root, "created", (double)r->created);
     cJSON_AddStringToObject(root, "model", srv->model_id);
     cJSON_AddStringToObject(root, "system_fingerprint", "backtrack-" BT_VERSION);
+    return root;
+}
+
+/* As OpenAI: without stream_options.include_usage no chunk carries usage; with it every
+ * chunk has "usage": null and one more chunk, after the finish reason, has the usage and
+ * no choices (openai_usage_chunk_json). The statistics ("backtrack") come with the finish
+ * reason either way. */
+char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, bool final) {
+    cJSON *root = chunk_head(srv, r);
     cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
     cJSON_AddNumberToObject(c, "index", 0);
@@ -644,10 +682,20 @@ char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, b
     free(t);
     if (final) {
         cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
-        add_usage(root, r);
+        add_stats(root, r);
     } else {
         cJSON_AddNullToObject(c, "finish_reason");
     }
+    if (r->include_usage) cJSON_AddNullToObject(root, "usage");
+    char *js = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return js;
+}
+
+char *openai_usage_chunk_json(server *srv, const request *r) {
+    cJSON *root = chunk_head(srv, r);
+    cJSON_AddArrayToObject(root, "choices");
+    add_usage(root, r);
     char *js = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return js;

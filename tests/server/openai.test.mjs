@@ -18,17 +18,22 @@ async function complete(seed, extra = {}) {
   return r.choices[0].text;
 }
 
+// A streamed completion: its text, the chunk with the finish reason (`last`, which carries
+// the statistics) and, with stream_options.include_usage, the usage chunk after it.
 async function streamText(seed, extra = {}, signal) {
   const stream = await client.completions.create({
     model: MODEL, prompt: 'Once upon a time', max_tokens: 48, seed, stream: true, ...extra,
   }, signal ? { signal } : undefined);
   let text = '';
   let last;
+  let usage;
   for await (const chunk of stream) {
+    if (chunk.choices.length === 0) { usage = chunk; continue; }
+    assert.equal(usage, undefined, 'the usage chunk comes last');
     text += chunk.choices[0].text ?? '';
     last = chunk;
   }
-  return { text, last };
+  return { text, last, usage };
 }
 
 test('models', async () => {
@@ -47,10 +52,38 @@ test('completion, non-streaming', async () => {
 
 test('completion, streaming gives the same text as non-streaming', async () => {
   const whole = await complete(11);
-  const { text, last } = await streamText(11);
+  const { text, last, usage } = await streamText(11, { stream_options: { include_usage: true } });
   assert.equal(text, whole);
   assert.equal(last.choices[0].finish_reason, 'length');
-  assert.equal(last.usage.completion_tokens, 48);
+  assert.equal(last.usage, null);
+  assert.equal(usage.usage.completion_tokens, 48);
+});
+
+test('stream_options.include_usage: a last chunk with no choices and the usage, as OpenAI', async () => {
+  const msgs = [{ role: 'user', content: 'A story, please.' }];
+  const plain = await client.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 20, seed: 4 });
+  for (const include of [true, false, undefined]) {
+    const opts = include === undefined ? {} : { stream_options: { include_usage: include } };
+    const stream = await client.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 20, seed: 4, stream: true, ...opts });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    assert.equal(text, plain.choices[0].message.content);
+    const fin = chunks.findIndex((c) => c.choices[0]?.finish_reason);
+    assert.equal(chunks[fin].choices[0].finish_reason, plain.choices[0].finish_reason);
+    assert.equal(chunks[fin].backtrack.stop_reason, plain.backtrack.stop_reason);
+    if (include) {
+      assert.equal(fin, chunks.length - 2, 'the usage chunk follows the finish reason');
+      for (const c of chunks.slice(0, -1)) assert.equal(c.usage, null);
+      const last = chunks[chunks.length - 1];
+      assert.deepEqual(last.choices, []);
+      for (const k of ['prompt_tokens', 'completion_tokens', 'total_tokens']) assert.equal(last.usage[k], plain.usage[k], k);
+      assert.equal(typeof last.usage.prompt_tokens_details.cached_tokens, 'number');
+    } else {
+      assert.equal(fin, chunks.length - 1);
+      for (const c of chunks) assert.ok(!('usage' in c), 'no usage without include_usage');
+    }
+  }
 });
 
 test('chat, non-streaming and streaming', async () => {
