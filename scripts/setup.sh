@@ -21,6 +21,7 @@ pkgs=(build-essential cmake pkg-config git curl ca-certificates libpcre2-dev lib
       libmicrohttpd-dev libcjson-dev libutf8proc-dev tmux valgrind clang libclang-rt-14-dev
       chromium fonts-dejavu-core)
 pkgs+=(nginx) # test_replicas runs its own unprivileged instance (deploy/nginx/)
+pkgs+=(python3 python3-pytest python3-numpy python3-venv) # test_python: the Python package (python/)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -40,7 +40,9 @@ BUILD = _build_dir()
 MODEL = _first(os.environ.get("BT_TEST_MODEL"), ROOT / "models" / "stories260K.gguf",
                ROOT.parent / "shared" / "models" / "stories260K.gguf")
 CLI = _first(os.environ.get("BT_TEST_CLI"), BUILD / "backtrack")
-if not os.environ.get("BACKTRACK_LIB") and (BUILD / "libbacktrack.so").exists():
+if os.environ.get("BACKTRACK_LIB"):  # subprocesses run elsewhere: an absolute path
+    os.environ["BACKTRACK_LIB"] = os.path.abspath(os.environ["BACKTRACK_LIB"])
+elif (BUILD / "libbacktrack.so").exists():
     os.environ["BACKTRACK_LIB"] = str(BUILD / "libbacktrack.so")
 
 
