@@ -13,7 +13,7 @@ CC=clang cmake -S . -B build-fuzz -DBT_FUZZ=ON -DBT_BUILD_TESTS=OFF -DBT_BUILD_B
 cmake --build build-fuzz -j"$(nproc)" >/dev/null
 mkdir -p build-fuzz/crashes
 status=0
-for t in lists cli matcher loop request; do
+for t in lists cli matcher loop request replay; do
     work=$(mktemp -d)
     cp -r "fuzz/corpus/$t/." "$work/"
     log=build-fuzz/fuzz_$t.log

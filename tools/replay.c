@@ -501,6 +501,19 @@ static int read_end(reader *r, const cJSON *o) {
     return 0;
 }
 
+/* "'TYPE'" for messages: the type's first 20 bytes, anything but printable ASCII as '?',
+ * "..." if cut (a type comes from the trace: it must not break the message's line). */
+static void event_name(const char *type, char *out, size_t cap) {
+    char t[32];
+    size_t i = 0;
+    for (; type[i] && i < 20; i++) {
+        unsigned char c = (unsigned char)type[i];
+        t[i] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
+    }
+    t[i] = '\0';
+    snprintf(out, cap, "'%s%s'", t, type[i] ? "..." : "");
+}
+
 /* Check and encode one line's event (an object). */
 static int read_event(reader *r, const cJSON *o) {
     if (!cJSON_IsObject(o)) return fail(r, "an event must be a JSON object");
@@ -509,8 +522,9 @@ static int read_event(reader *r, const cJSON *o) {
     if (!cJSON_IsString(ev)) return fail(r, "'ev' must be a string");
     const char *type = ev->valuestring;
     bool is_begin = strcmp(type, "begin") == 0, is_draw = strcmp(type, "draw") == 0;
-    char what[64];
-    snprintf(what, sizeof what, "'%.20s' event", type);
+    char name[32], what[48];
+    event_name(type, name, sizeof name);
+    snprintf(what, sizeof what, "%s event", name);
     if (r->ended) return fail(r, "an event after 'end'");
     if (!r->began && !is_begin)
         return fail(r, "the first event must be 'begin', not %s", what);
@@ -545,7 +559,7 @@ static int read_event(reader *r, const cJSON *o) {
         r->ended = true;
         return read_end(r, o);
     }
-    return fail(r, "unknown event type %s (begin, draw, ban, force, rewind, release or end)", what);
+    return fail(r, "unknown event type %s (begin, draw, ban, force, rewind, release or end)", name);
 }
 
 /* Parse and check line[0..n). Blank lines are skipped. */

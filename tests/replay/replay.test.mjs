@@ -154,6 +154,9 @@ test("bad traces and bad usage: a clear error, a non-zero exit, no page", () => 
     ["wrong type", [begin, draw(1, 0).replace('"p":0.5', '"p":"high"')].join("\n"), /line 2: 'draw' event: 'p' must be a number/],
     ["bad top entry", [begin, draw(1, 0).replace('"top":[]', '"top":[{"token":1,"text":"b"}]')].join("\n"), /line 2: 'draw' event, top\[0\]: missing field 'p'/],
     ["unknown event", [begin, '{"ev":"teleport","step":0}'].join("\n"), /line 2: unknown event type 'teleport'/],
+    // found by fuzz_replay: the type's own line break made the message two lines
+    ["event type with a line break", [begin, '{"ev":"tele\\nport\\u00e9","step":0}'].join("\n"), /line 2: unknown event type 'tele\?port\?\?'/],
+    ["long event type", [begin, `{"ev":"${"x".repeat(100)}","step":0}`].join("\n"), /line 2: unknown event type 'x{20}\.\.\.'/],
     ["steps out of order", [begin, draw(2, 0)].join("\n"), /line 2: 'draw' event: 'step' is 2, but 0 draws came before/],
     ["draw past the end", [begin, draw(1, 3)].join("\n"), /line 2: draw at pos 3, but the continuation is only 0 tokens long/],
     ["rewind too far", [begin, draw(1, 0), '{"ev":"rewind","step":1,"n":5,"pos":0,"strategy":"x","reason":""}'].join("\n"), /line 3: rewind of 5 tokens to pos 0, but the continuation is 1 tokens long/],
