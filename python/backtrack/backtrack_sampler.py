@@ -168,9 +168,9 @@ class BacktrackSampler:
         bias, n_bias = _bias_array(logit_bias)
         if bias is not None and any(math.isnan(b.bias) for b in bias):
             raise ValueError("logit_bias: a bias is NaN")
-        p.logit_bias = bias
         p.n_logit_bias = n_bias
-        key = (bytes(p), bytes(bias) if bias is not None else b"")
+        key = (bytes(p), bytes(bias) if bias is not None else b"")  # the values, not the address
+        p.logit_bias = bias
         if self._smp is not None and key == self._smp_key:
             return self._smp
         self._drop_sampler()
@@ -226,6 +226,9 @@ class BacktrackSampler:
     def _run(self, prompt, text_mode, *params, **kw):
         if self._prov is None:
             raise ValueError("the sampler is closed")
+        c_provider = getattr(self.provider, "_c_provider", None)
+        if callable(c_provider):
+            c_provider()  # raises if that provider was closed since
         if isinstance(self.provider, CStrategy):
             raise TypeError("the provider comes first: BacktrackSampler(provider, strategy)")
         if self._strat is not None and isinstance(self.strategy, CStrategy):
@@ -286,6 +289,9 @@ class BacktrackSampler:
     def _consume(self, q, ctx, st, res, work):
         # a generator of its own, so that generate() checks its arguments at once
         t = threading.Thread(target=work, name="backtrack-generate", daemon=True)
+        if self._running or id(self.provider) in _busy:  # another generator started first
+            raise RuntimeError("a generation is already running on this sampler or provider: "
+                               "finish or close() its generator first")
         self._running = True
         pid = id(self.provider)
         _busy.add(pid)

@@ -261,3 +261,34 @@ def test_no_leak_of_c_objects(provider):
         list(BacktrackSampler(m, Faulty("none")).generate(MPROMPT, max_new_tokens=3))
     gc.collect()
     assert len(_bridge._registry) == before
+
+
+def test_two_generators_made_before_either_runs(provider):
+    s = BacktrackSampler(provider)
+    g1 = s.generate(PROMPT, max_new_tokens=20, seed=1)
+    g2 = s.generate(PROMPT, max_new_tokens=20, seed=1)
+    next(g1)
+    with pytest.raises(RuntimeError, match="already running"):
+        next(g2)
+    assert len(list(g1)) == 19
+
+
+def test_a_closed_provider_is_refused_not_used(model_path):
+    p = LlamacppProvider(model_path)
+    s = BacktrackSampler(p)
+    assert len(list(s.generate(PROMPT, max_new_tokens=5))) == 5
+    p.close()
+    with pytest.raises(ValueError, match="closed"):
+        s.generate(PROMPT, max_new_tokens=5)
+    with pytest.raises(ValueError, match="closed"):
+        p.encode("x")
+
+
+def test_the_c_sampler_is_kept_while_the_parameters_stay(provider):
+    s = BacktrackSampler(provider)
+    list(s.generate(PROMPT, max_new_tokens=3, logit_bias={5: 1.0}, seed=1))
+    first, first_key = s._smp, s._smp_key
+    list(s.generate(PROMPT, max_new_tokens=3, logit_bias={5: 1.0}, seed=1))
+    assert s._smp == first and s._smp_key == first_key  # the same C sampler, not a new one
+    list(s.generate(PROMPT, max_new_tokens=3, logit_bias={5: 2.0}, seed=1))
+    assert s._smp_key != first_key
