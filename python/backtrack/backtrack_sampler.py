@@ -169,7 +169,9 @@ class BacktrackSampler:
         if bias is not None and any(math.isnan(b.bias) for b in bias):
             raise ValueError("logit_bias: a bias is NaN")
         p.n_logit_bias = n_bias
-        key = (bytes(p), bytes(bias) if bias is not None else b"")  # the values, not the address
+        # the values (not the struct's bytes: its padding is whatever the stack held)
+        key = (tuple(getattr(p, f) for f, _ in C.bt_sampler_params._fields_ if f != "logit_bias"),
+               tuple((b.token, b.bias) for b in bias) if bias is not None else ())
         p.logit_bias = bias
         if self._smp is not None and key == self._smp_key:
             return self._smp
