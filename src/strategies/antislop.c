@@ -8,9 +8,11 @@
  * (hard), or scale its probability there (soft). A match that has to be let through
  * (limits, a soft ban re-chosen) hides nothing: the next match found at the same step is
  * handled in turn (until the ban pool is used up: then none could be banned), and a regex
- * match let through is remembered so that it is neither found again nor holds text back. Bans live in a pool sized by max_retries_total, so the
- * loop allocates nothing. A rewind, whoever asked for it, drops what belonged to the
- * removed text (on_rewind).
+ * match let through is remembered so that it is neither found again nor holds text back.
+ * Every regex match runs under PCRE2 match, depth and heap limits: one that hits them
+ * counts as no match (logged once per generation). Bans live in a pool sized by
+ * max_retries_total, so the loop allocates nothing. A rewind, whoever asked for it, drops
+ * what belonged to the removed text (on_rewind).
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "catalog.h"
@@ -40,8 +42,11 @@ typedef struct antislop {
     char         **pat_text;   /* per pattern, for logs */
     int32_t        n_pat;
     pcre2_code   **re;
+    char         **re_src;     /* per regex, for logs */
     pcre2_match_data *md;
+    pcre2_match_context *mctx; /* the match, depth and heap limits of every match */
     int32_t        n_re;
+    bool           re_limit_logged; /* a regex hit a limit in this generation (logged) */
     bt__scan       scan;
     /* per position */
     int32_t       *ban_head;
@@ -110,6 +115,24 @@ static bool lt_has(const antislop *a, int32_t re, int32_t start) {
     return false;
 }
 
+/* Every regex match runs under these limits (a pattern's own (*LIMIT_...) can only lower
+ * them): a pattern with catastrophic backtracking costs a few milliseconds per step
+ * (PCRE2's defaults: a fraction of a second per step, minutes per generation). Ordinary
+ * patterns on the unreleased text stay far below them. */
+#define RE_MATCH_LIMIT 100000   /* calls of PCRE2's internal match() per pcre2_match */
+#define RE_DEPTH_LIMIT 20000    /* nested backtracking depth */
+#define RE_HEAP_LIMIT_KIB 32768 /* backtracking memory */
+
+/* A match that hit a limit counts as no match (nothing banned, nothing held back); the
+ * first one of a generation is logged. */
+static void regex_limit_hit(antislop *a, int32_t i, int rc) {
+    if (a->re_limit_logged) return;
+    a->re_limit_logged = true;
+    bt__log(BT_LOG_WARN, "antislop: regex \"%.80s\" hit PCRE2's %s limit; counted as no match "
+                         "(logged once per generation)", a->re_src[i],
+            rc == PCRE2_ERROR_MATCHLIMIT ? "match" : rc == PCRE2_ERROR_DEPTHLIMIT ? "depth" : "heap");
+}
+
 /* Run the regexes on the text from byte `from`: the earliest full match (start, end) that
  * was not let through, and the earliest start of a partial match (text that may still
  * become one). After a let-through match a regex is searched again from its end. */
@@ -121,8 +144,13 @@ static void regex_scan(antislop *a, int32_t from, bt__match *m, int32_t *hold) {
         PCRE2_SIZE at = (PCRE2_SIZE)from;
         for (;;) {
             int rc = pcre2_match(a->re[i], (PCRE2_SPTR)text, (PCRE2_SIZE)a->scan.len,
-                                 at, PCRE2_PARTIAL_SOFT, a->md, NULL);
+                                 at, PCRE2_PARTIAL_SOFT, a->md, a->mctx);
             PCRE2_SIZE *ov = pcre2_get_ovector_pointer(a->md);
+            if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT ||
+                rc == PCRE2_ERROR_HEAPLIMIT) {
+                regex_limit_hit(a, i, rc);
+                break;
+            }
             if (rc >= 0 && ov[1] > ov[0]) {
                 int32_t st = (int32_t)ov[0], en = (int32_t)ov[1];
                 if (lt_has(a, i, st) && ov[1] > at) {
@@ -178,6 +206,7 @@ static int as_begin(bt_strategy *s, const bt_view *v) {
     a->n_bans = 0;
     a->exhausted = false;
     a->re_hold_len = -1;
+    a->re_limit_logged = false;
     memset(&a->stats, 0, sizeof a->stats);
     return BT_OK;
 }
@@ -369,7 +398,11 @@ static void as_free(bt_strategy *s) {
     free(a->pat_text);
     for (int32_t i = 0; i < a->n_re; i++) pcre2_code_free(a->re[i]);
     free(a->re);
+    if (a->re_src)
+        for (int32_t i = 0; i < a->n_re; i++) free(a->re_src[i]);
+    free(a->re_src);
     pcre2_match_data_free(a->md);
+    pcre2_match_context_free(a->mctx);
     bt__scan_release(&a->scan);
     free(a->ban_head);
     free(a->tries);
@@ -394,13 +427,23 @@ static const bt_strategy_i antislop_iface = {
 
 static int compile_regexes(antislop *a, const char *const *res, int32_t n) {
     a->re = calloc((size_t)n, sizeof *a->re);
-    if (!a->re) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    a->re_src = calloc((size_t)n, sizeof *a->re_src);
+    a->mctx = pcre2_match_context_create(NULL);
+    if (!a->re || !a->re_src || !a->mctx) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    pcre2_set_match_limit(a->mctx, RE_MATCH_LIMIT);
+    pcre2_set_depth_limit(a->mctx, RE_DEPTH_LIMIT);
+    pcre2_set_heap_limit(a->mctx, RE_HEAP_LIMIT_KIB);
     for (int32_t i = 0; i < n; i++) {
         if (!res[i]) return bt__fail(BT_ERR_INVALID_ARG, "regex %d is NULL", i);
         int err;
         PCRE2_SIZE off;
         a->re[i] = pcre2_compile((PCRE2_SPTR)res[i], PCRE2_ZERO_TERMINATED,
                                  PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &err, &off, NULL);
+        if (a->re[i] && !(a->re_src[i] = strdup(res[i]))) {
+            pcre2_code_free(a->re[i]);
+            a->re[i] = NULL;
+            return bt__fail(BT_ERR_NOMEM, "out of memory");
+        }
         if (!a->re[i]) {
             PCRE2_UCHAR msg[160];
             pcre2_get_error_message(err, msg, sizeof msg);
