@@ -9,7 +9,7 @@
  * <script type="application/json" id="trace"> element. The page's script draws the rest.
  *
  * The trace travels to the page re-encoded compactly (the page documents the same):
- *   {"v":1, "begin":{...}, "end":{...}, "strats":[name...],
+ *   {"v":1, "begin":{... "seed": "digits as written" ...}, "end":{...}, "strats":[name...],
  *    "toks":[[id, text, hex|null]...],      distinct (token, text, hex) triples
  *    "ev":[[0, pos, tok, p, [tok, p, ...]]  draw (tok: index into toks)
  *          [1, pos, tok, factor, strat, reason]   ban (strat: index into strats)
@@ -199,6 +199,8 @@ typedef struct reader {
     intern  tok_ids, strat_ids;
     buf     key;                          /* scratch: a token's interning key */
     int64_t line;                         /* 1-based line being read */
+    const char *raw;                      /* its text, raw[0..raw_len) */
+    size_t  raw_len;
     int64_t draws;                        /* draw events so far */
     int64_t len;                          /* continuation length now */
     int64_t released;                     /* continuation tokens released so far */
@@ -353,6 +355,36 @@ static int put_strategy_reason(reader *r, const cJSON *o, const char *what) {
 /* Start the next event's array in r->ev. */
 static void ev_open(reader *r, int type) { buf_printf(&r->ev, "%s[%d,", r->ev.n ? ",\n" : "", type); }
 
+/* The text of the number that top-level key `key` of the JSON object in s[0..n) has, as
+ * written (a JSON number beyond 2^53, such as a random 64-bit seed, loses digits as a
+ * double). s is valid JSON (already parsed). Returns false if not found or too long. */
+static bool raw_number(const char *s, size_t n, const char *key, char *out, size_t cap) {
+    size_t klen = strlen(key);
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '{' || c == '[') depth++;
+        else if (c == '}' || c == ']') depth--;
+        else if (c == '"') {
+            size_t start = ++i;
+            while (i < n && s[i] != '"') i += s[i] == '\\' ? 2 : 1; /* to the closing quote */
+            if (depth != 1 || i - start != klen || memcmp(s + start, key, klen) != 0) continue;
+            size_t j = i + 1;
+            while (j < n && (s[j] == ' ' || s[j] == '\t')) j++;
+            if (j >= n || s[j] != ':') continue; /* a value that equals the key, not the key */
+            j++;
+            while (j < n && (s[j] == ' ' || s[j] == '\t')) j++;
+            size_t k = j;
+            while (k < n && strchr("-+.0123456789eE", s[k])) k++;
+            if (k == j || k - j >= cap) return false;
+            memcpy(out, s + j, k - j);
+            out[k - j] = '\0';
+            return true;
+        }
+    }
+    return false;
+}
+
 static int read_begin(reader *r, const cJSON *o) {
     const char *what = "'begin' event";
     int64_t n_prompt, cached;
@@ -365,8 +397,13 @@ static int read_begin(reader *r, const cJSON *o) {
         get_str(r, o, what, "strategy", true, &strategy))
         return -1;
     buf *b = &r->begin;
-    buf_printf(b, "{\"n_prompt\":%lld,\"cached\":%lld,\"seed\":%.17g,\"prompt\":",
-               (long long)n_prompt, (long long)cached, seed);
+    char digits[64]; /* the seed exactly as written, for the page to show */
+    if (!raw_number(r->raw, r->raw_len, "seed", digits, sizeof digits))
+        snprintf(digits, sizeof digits, "%.17g", seed);
+    buf_printf(b, "{\"n_prompt\":%lld,\"cached\":%lld,\"seed\":", (long long)n_prompt,
+               (long long)cached);
+    buf_json_str(b, digits);
+    buf_puts(b, ",\"prompt\":");
     if (prompt) buf_json_str(b, prompt);
     else buf_puts(b, "null");
     buf_puts(b, ",\"model\":");
@@ -575,6 +612,8 @@ static int read_line(reader *r, const char *line, size_t n) {
         return fail(r, "malformed JSON (near column %zu)", col);
     }
     while (end < line + n && (*end == ' ' || *end == '\t')) end++;
+    r->raw = line;
+    r->raw_len = n;
     int rc = end < line + n ? fail(r, "more than one JSON value on the line") : read_event(r, o);
     cJSON_Delete(o);
     return rc;

@@ -277,6 +277,40 @@ test("hand-written trace: marks, final text, </script> inside, hover, stepping",
   t.diagnostic(`small.jsonl: ${steps(evs)} steps, ${removals(evs)} marks`);
 });
 
+/* ==== Edge cases: nothing drawn, everything undone ==== */
+test("edge traces: no draw at all; every token undone, nothing released", async () => {
+  const begin = '{"ev":"begin","step":0,"v":1,"n_prompt":1,"cached":0,"seed":18446744073709551615,"strategy":"x"}';
+  const traces = {
+    empty: [begin, '{"ev":"end","step":0,"stop":"eog","released":0,"discarded":0,"rewinds":0,"steps":0,"evaluated":1}'],
+    undone: [begin,
+      '{"ev":"draw","step":1,"pos":0,"token":1,"text":"a","p":1,"top":[]}',
+      '{"ev":"draw","step":2,"pos":1,"token":2,"text":"\\ufffd","hex":"e2","p":1,"top":[]}',
+      '{"ev":"rewind","step":2,"n":2,"pos":0,"strategy":"x","reason":""}',
+      '{"ev":"end","step":2,"stop":"step_cap","released":0,"discarded":2,"rewinds":1,"steps":2,"evaluated":3}'],
+  };
+  for (const [name, lines] of Object.entries(traces)) {
+    const trace = join(OUT, `edge-${name}.jsonl`);
+    writeFileSync(trace, lines.join("\n") + "\n");
+    const evs = readTrace(trace);
+    const { page, problems } = await open(render(trace, `edge-${name}.html`));
+    try {
+      const f = await finalView(page);
+      assert.equal(f.text, "", name);
+      assert.equal(f.prompt, "", `${name}: no prompt in the trace`);
+      // a random seed uses all 64 bits: shown as written, not rounded to a double
+      assert.match(await page.$eval("#meta", (e) => e.textContent), /seed 18446744073709551615 ·/, name);
+      assert.equal(f.rewinds, evs.filter((e) => e.ev === "rewind").length, name);
+      for (let s = 0; s <= steps(evs); s++) {
+        await slideTo(page, s);
+        sameState(await liveState(page), stateAt(evs, s), `${name} step ${s}`);
+      }
+      assert.deepEqual(problems, [], name);
+    } finally {
+      await page.close();
+    }
+  }
+});
+
 /* ==== A real generation: AntiSlop banning words on stories260K ==== */
 test("a real generation: the page's text is the CLI's output, one mark per rewind", { skip: !MODEL && "BT_MODEL not set" }, async (t) => {
   const trace = join(OUT, "real.jsonl");
