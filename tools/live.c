@@ -10,6 +10,12 @@
  * which column the region began at. Erasing is then "rows up, to that column, clear to
  * the end of the screen". Only the held region is ever erased: released text is never
  * touched, so a scrolled-away start cannot corrupt it.
+ *
+ * What keeps the bookkeeping true: a region that begins with a wrap pending (released
+ * text ended at the right edge) is found at the start of the next row, never by moving
+ * onto that edge; only whole characters are written (a character split across tokens
+ * waits for its last byte; invalid bytes and control characters that move the cursor
+ * are written as U+FFFD); tabs stop at the last column.
  */
 #include "live.h"
 
@@ -31,38 +37,125 @@ struct live_view {
     int          width;      /* terminal columns */
     int          col;        /* the cursor's column (== width: wrap pending) */
     int          rows;       /* rows the held region spans below its first */
-    int          start_col;  /* column where the held region begins */
+    int          start_col;  /* column where the held region begins (== width: it begins
+                                with a wrap still pending at the end of the row)      */
     int32_t      rel_pos;    /* continuation position of the first held token */
     bt_token    *held;       /* held tokens, positions [rel_pos, rel_pos + n_held) */
     int32_t      n_held, cap_held;
+    /* A character split across tokens: the bytes of released tokens that the library has
+     * not printed yet (it waits for the rest), which begin the held region's text, and
+     * the incomplete character at the end of the held region, not written yet (written
+     * alone it would show as garbage and put the cursor bookkeeping off). */
+    unsigned char rel_pend[4], tail[4];
+    int          n_rel_pend, n_tail;
     bool         failed;
 };
 
 /* ==== Cursor bookkeeping ================================================= */
 
-/* Write bytes and advance the modelled cursor over them: columns per character (wide
- * ones two, combining ones zero), newlines, tabs, wrapping at the width. Counts rows
- * into l->rows. Bytes that are not UTF-8 count one column (the terminal shows U+FFFD). */
-static void emit_text(live_view *l, const char *s, size_t n) {
+/* Length of the UTF-8 sequence a lead byte announces, 0 if it cannot start one. */
+static int seq_len(unsigned char c) {
+    return c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                                   : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+}
+
+/* s[0..n) starts with: a whole valid character (its length), only the first k bytes of
+ * one so far (-k), or bytes that are no character (0). No overlongs, surrogates or code
+ * points above U+10FFFF. */
+static int check_seq(const unsigned char *s, size_t n) {
+    int len = seq_len(s[0]);
+    if (len == 0) return 0;
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n) return -i;
+        unsigned char c = s[i];
+        if ((c & 0xC0) != 0x80) return 0;
+        if (i == 1 && ((s[0] == 0xE0 && c < 0xA0) || (s[0] == 0xED && c > 0x9F) ||
+                       (s[0] == 0xF0 && c < 0x90) || (s[0] == 0xF4 && c > 0x8F)))
+            return 0;
+    }
+    return len;
+}
+
+/* Move the modelled cursor over one character written at it: newlines, tabs (to the next
+ * stop, never past the last column and never wrapping, as xterm and tmux do), wide
+ * characters two columns, combining ones none, wrapping at the width first when the
+ * character does not fit (a pending wrap: col == width). */
+static void advance(live_view *l, utf8proc_int32_t cp) {
+    if (cp == '\n') {
+        l->col = 0, l->rows++;
+        return;
+    }
+    if (cp == '\r') {
+        l->col = 0;
+        return;
+    }
+    if (cp == '\t') {
+        if (l->col < l->width - 1) l->col = (l->col / 8 + 1) * 8 < l->width - 1 ? (l->col / 8 + 1) * 8
+                                                                              : l->width - 1;
+        return;
+    }
+    int w = utf8proc_charwidth(cp);
+    if (w <= 0) return;
+    if (l->col + w > l->width) l->col = 0, l->rows++; /* the terminal wraps first */
+    l->col += w;
+}
+
+static void write_bytes(live_view *l, const void *s, size_t n) {
     if (n && fwrite(s, 1, n, l->out) != n) l->failed = true;
-    const utf8proc_uint8_t *u = (const utf8proc_uint8_t *)s;
-    for (size_t i = 0; i < n;) {
-        utf8proc_int32_t cp;
-        utf8proc_ssize_t k = utf8proc_iterate(u + i, (utf8proc_ssize_t)(n - i), &cp);
-        if (k <= 0) k = 1, cp = 0xFFFD;
-        i += (size_t)k;
-        if (cp == '\n') {
-            l->col = 0, l->rows++;
-            continue;
+}
+
+/* Write one character (len bytes, a valid sequence) and follow the cursor over it.
+ * Control characters other than newline and tab (and carriage return where `cr`) would
+ * move the cursor where the bookkeeping cannot follow (escape sequences, backspace):
+ * they are shown as U+FFFD, as are invalid bytes. */
+static void put_char(live_view *l, const unsigned char *b, int len, bool cr) {
+    utf8proc_int32_t cp = 0xFFFD;
+    if (len > 0) utf8proc_iterate(b, len, &cp);
+    bool ctl = (cp < 0x20 && cp != '\n' && cp != '\t' && !(cr && cp == '\r')) ||
+               (cp >= 0x7F && cp < 0xA0);
+    if (len <= 0 || ctl) write_bytes(l, "\xef\xbf\xbd", 3), cp = 0xFFFD;
+    else write_bytes(l, b, (size_t)len);
+    advance(l, cp);
+}
+
+/* Write s[0..n) as text: whole characters only. With `tail` (the held region), an
+ * incomplete character at the end waits in l->tail for the bytes that complete it, and
+ * a tail already waiting is completed first; without, an incomplete end is invalid. Each
+ * run of invalid bytes (a lead and the continuation bytes that fit it, or one stray
+ * byte) is one U+FFFD, as the library's decoder gives it. */
+static void put_text(live_view *l, const char *str, size_t n, bool tail) {
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (tail && l->n_tail > 0 && i < n) {
+        unsigned char tmp[4];
+        memcpy(tmp, l->tail, (size_t)l->n_tail);
+        tmp[l->n_tail] = s[i];
+        int r = check_seq(tmp, (size_t)l->n_tail + 1);
+        if (r > 0) {
+            put_char(l, tmp, r, false);
+            l->n_tail = 0, i++;
+        } else if (r < 0) {
+            l->tail[l->n_tail++] = s[i++];
+        } else { /* the waiting bytes can never complete: one U+FFFD, retry this byte */
+            put_char(l, NULL, 0, false);
+            l->n_tail = 0;
         }
-        if (cp == '\r') {
-            l->col = 0;
-            continue;
+    }
+    while (i < n) {
+        int r = check_seq(s + i, n - i);
+        if (r > 0) {
+            put_char(l, s + i, r, !tail);
+            i += (size_t)r;
+        } else if (r < 0 && tail) {
+            memcpy(l->tail, s + i, n - i);
+            l->n_tail = (int)(n - i);
+            return;
+        } else {
+            put_char(l, NULL, 0, false);
+            size_t k = 1; /* the lead and the continuation bytes that fit it */
+            while (i + k < n && (int)k < seq_len(s[i]) && check_seq(s + i, k + 1) != 0) k++;
+            i += k;
         }
-        int w = cp == '\t' ? 8 - l->col % 8 : utf8proc_charwidth(cp);
-        if (w <= 0) continue;
-        if (l->col + w > l->width) l->col = 0, l->rows++; /* the terminal wraps first */
-        l->col += w;
     }
 }
 
@@ -72,23 +165,62 @@ static void emit_raw(live_view *l, const char *s) {
 
 /* Move back to the start of the held region and clear everything after it. */
 static void erase_held(live_view *l) {
-    if (l->rows > 0) fprintf(l->out, "\x1b[%dA", l->rows);
+    int up = l->rows, col = l->start_col;
+    l->n_tail = 0;
+    if (col >= l->width) { /* the region began with a wrap pending at the end of a row */
+        if (up == 0) {     /* nothing was written since: the wrap is still pending, and
+                              erasing here would take the row's last character */
+            l->col = col;
+            return;
+        }
+        up--, col = 0; /* its first character went to the start of the next row */
+        l->start_col = 0;
+    }
+    if (up > 0) fprintf(l->out, "\x1b[%dA", up);
     fprintf(l->out, "\r");
-    if (l->start_col > 0) fprintf(l->out, "\x1b[%dC", l->start_col);
+    if (col > 0) fprintf(l->out, "\x1b[%dC", col);
     emit_raw(l, "\x1b[J");
-    l->col = l->start_col;
+    l->col = col;
     l->rows = 0;
 }
 
-/* The held tokens [from, n_held) as text, in the given style. */
+/* The held tokens [from, n_held) as text, in the given style, after what is on the
+ * screen of the region (from 0: the region's start, which begins with the bytes of
+ * released tokens still waiting to complete a character). */
 static void draw_tokens(live_view *l, int32_t from, const char *style) {
     emit_raw(l, style);
+    if (from == 0) {
+        memcpy(l->tail, l->rel_pend, (size_t)l->n_rel_pend);
+        l->n_tail = l->n_rel_pend;
+    }
     for (int32_t i = from; i < l->n_held; i++) {
         const char *b;
         size_t len;
-        if (bt_provider_token_text(l->p, l->held[i], &b, &len) == BT_OK) emit_text(l, b, len);
+        if (bt_provider_token_text(l->p, l->held[i], &b, &len) == BT_OK) put_text(l, b, len, true);
     }
     emit_raw(l, NORMAL);
+}
+
+/* After released token t: the bytes the library still holds back (an incomplete
+ * character at the end of the released text, which it prints once complete). */
+static void follow_release(live_view *l, bt_token t) {
+    const char *b = "";
+    size_t len = 0;
+    if (t < 0 || bt_provider_token_text(l->p, t, &b, &len) != BT_OK) len = 0;
+    unsigned char buf[4];
+    int n = 0;
+    /* the last (at most 3) bytes of what is held back and this token's bytes */
+    size_t total = (size_t)l->n_rel_pend + len;
+    for (size_t k = total > 3 ? total - 3 : 0; k < total; k++)
+        buf[n++] = k < (size_t)l->n_rel_pend ? l->rel_pend[k] : (unsigned char)b[k - (size_t)l->n_rel_pend];
+    l->n_rel_pend = 0;
+    /* held back: a valid but incomplete character at the very end */
+    for (int k = 0; k < n; k++)
+        if (seq_len(buf[k]) > 1 && check_seq(buf + k, (size_t)(n - k)) == -(n - k)) {
+            memcpy(l->rel_pend, buf + k, (size_t)(n - k));
+            l->n_rel_pend = n - k;
+            break;
+        }
 }
 
 static void pause_ms(int ms) {
@@ -127,16 +259,19 @@ void live_observe(void *user, const bt_event *ev) {
     switch (ev->type) {
     case BT_EVENT_BEGIN:
         l->start_col = l->col = 0, l->rows = 0, l->rel_pos = 0, l->n_held = 0;
+        l->n_rel_pend = l->n_tail = 0;
         break;
     case BT_EVENT_DRAW: {
         int32_t k = ev->pos - l->rel_pos; /* == n_held: rewinds come as their own events */
         if (k < 0 || k > l->n_held) break;
+        bool redraw = k < l->n_held; /* a draw over held text: redraw the region */
         l->n_held = k;
         if (!push_held(l, ev->token)) {
             l->failed = true;
             break;
         }
-        draw_tokens(l, k, DIM);
+        if (redraw) erase_held(l);
+        draw_tokens(l, redraw ? 0 : k, DIM);
         pause_ms(l->delay_ms);
         break;
     }
@@ -162,7 +297,9 @@ void live_observe(void *user, const bt_event *ev) {
     case BT_EVENT_RELEASE: {
         /* the released text replaces its tokens at the front of the region */
         erase_held(l);
-        emit_text(l, ev->text, ev->text_len);
+        put_text(l, ev->text, ev->text_len, false);
+        if (ev->n == 0) l->n_rel_pend = 0; /* the end's flush: nothing waits any more */
+        else follow_release(l, ev->token);
         int32_t n = ev->n < l->n_held ? ev->n : l->n_held;
         memmove(l->held, l->held + n, (size_t)(l->n_held - n) * sizeof *l->held);
         l->n_held -= n;
