@@ -279,6 +279,9 @@ for _ in $(seq 1 200); do
 done
 tmux -L "$sock" kill-server 2>/dev/null
 [ "$seen" = 1 ] && ok || bad "--live never showed the held emoji whole and dim:"$'\n'"$(cat -v "$tmp/frame")"
+# Defect: log lines on stderr (the same terminal) moved the cursor under --live, whose
+# erasing then took the wrong rows: the held region now steps aside for each line
+live_same "with log lines (debug)" 41 "${M[@]}" "${P[@]}" -n 30 --seed 3 -s antislop --slop Lily -s debug
 else
     bad "tmux is required for the --live review tests (scripts/setup.sh installs it)"
 fi

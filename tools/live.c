@@ -15,7 +15,8 @@
  * text ended at the right edge) is found at the start of the next row, never by moving
  * onto that edge; only whole characters are written (a character split across tokens
  * waits for its last byte; invalid bytes and control characters that move the cursor
- * are written as U+FFFD); tabs stop at the last column.
+ * are written as U+FFFD); tabs stop at the last column; other writers to the terminal
+ * (log lines) go through live_suspend / live_resume.
  */
 #include "live.h"
 
@@ -319,6 +320,19 @@ void live_observe(void *user, const bt_event *ev) {
 }
 
 bool live_failed(const live_view *l) { return l->failed; }
+
+void live_suspend(live_view *l) {
+    if (!l || l->failed) return;
+    erase_held(l);
+    if (fflush(l->out) != 0) l->failed = true;
+}
+
+void live_resume(live_view *l) {
+    if (!l || l->failed) return;
+    l->start_col = l->col = 0, l->rows = 0;
+    draw_tokens(l, 0, DIM);
+    if (fflush(l->out) != 0) l->failed = true;
+}
 
 void live_close(live_view *l) {
     if (!l) return;

@@ -19,6 +19,14 @@ live_view *live_open(FILE *out, bt_provider *p, int delay_ms);
 /* A bt_observer_fn: draws each event. */
 void live_observe(void *user, const bt_event *ev);
 
+/* Another writer (a log line on stderr, on the same terminal) is about to write: the
+ * held region is erased and the cursor left where it began, after the released text. */
+void live_suspend(live_view *l);
+
+/* That output is done and ended with a newline (the cursor is at the start of a row):
+ * the held region is drawn again from there. NULL-safe, as live_suspend. */
+void live_resume(live_view *l);
+
 /* True once a write to the terminal failed (the caller should stop generating). */
 bool live_failed(const live_view *l);
 

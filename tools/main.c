@@ -15,19 +15,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int g_verbose;
+static live_view *g_live; /* --live drawing on the terminal stderr also writes to */
 
 /* The library's log: warnings and errors always, strategy output (info) always, the
- * llama.cpp log (debug) only with -v. */
+ * llama.cpp log (debug) only with -v. Under --live the held region steps aside for the
+ * line and is drawn again below it. */
 static void log_to_stderr(void *user, int level, const char *msg) {
     (void)user;
     if (level == BT_LOG_DEBUG && !g_verbose) return;
+    live_suspend(g_live);
     if (level >= BT_LOG_WARN)
         fprintf(stderr, "backtrack: %s: %s\n", level == BT_LOG_WARN ? "warning" : "error", msg);
     else
         fprintf(stderr, "%s\n", msg);
+    fflush(stderr);
+    live_resume(g_live);
+}
+
+/* Do stdout and stderr write to the same terminal? */
+static bool same_terminal(void) {
+    struct stat a, b;
+    return isatty(fileno(stdout)) && isatty(fileno(stderr)) && fstat(fileno(stdout), &a) == 0 &&
+           fstat(fileno(stderr), &b) == 0 && a.st_rdev == b.st_rdev;
 }
 
 typedef struct out_state {
@@ -188,6 +201,7 @@ int main(int argc, char **argv) {
         snprintf(err, sizeof err, "out of memory");
         goto fail;
     }
+    if (obs.live && same_terminal()) g_live = obs.live;
     if ((obs.trace || obs.live) && bt_sampler_set_observer(smp, observe_all, &obs, 5) != BT_OK) {
         snprintf(err, sizeof err, "%s", bt_last_error());
         goto fail;
@@ -223,6 +237,7 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "stats: replace: replacements=%d\n", reps);
         }
     }
+    g_live = NULL;
     live_close(obs.live);
     obs.live = NULL;
     if (rc != BT_OK) {
@@ -246,6 +261,7 @@ int main(int argc, char **argv) {
 fail:
     fprintf(stderr, "backtrack: error: %s\n", err);
 done:
+    g_live = NULL;
     live_close(obs.live);
     trace_file_close(obs.trace, err, sizeof err); /* an error is already being reported */
     bt_sampler_free(smp);
