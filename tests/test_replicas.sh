@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# test_replicas.sh BACKTRACK MODEL DEPLOY_NGINX_DIR -- two `backtrack serve` replicas
+# behind nginx (Debian's package, run unprivileged from deploy/nginx/'s template) on
+# 127.0.0.1:
+#   - a three-turn conversation with an X-Session-Id header stays on one replica: its
+#     cached prompt tokens grow, and only that replica served it;
+#   - other sessions stick to their replica too; requests without the header are spread
+#     (round robin);
+#   - the session's replica is killed while a client keeps sending: no request fails,
+#     the other replica serves the session; restarted, it gets the session back once the
+#     passive health check's fail_timeout has passed.
+# Which replica served a request: the "served" counters of the replicas' own /health.
+# Exits 77 (ctest: skipped) when nginx is not installed (scripts/setup.sh installs it).
+set -u
+bin=$1
+model=$2
+deploy=$3
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+if [ ! -x "$nginx" ]; then
+    echo "(skipped: nginx is not installed: apt-get install nginx, as scripts/setup.sh does)"
+    exit 77
+fi
+tmp=$(mktemp -d)
+chmod 755 "$tmp" # nginx's workers run as nobody when the test runs as root
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+base=$((40000 + ($$ * 3) % 20000))
+ports=()
+for p in $(seq "$base" $((base + 60))); do
+    port_free "$p" && ports+=("$p")
+    [ ${#ports[@]} = 3 ] && break
+done
+lb=${ports[0]}
+r=("${ports[1]}" "${ports[2]}")
+declare -A rpid
+
+# start_replica I: replica I on its port, waits for /health
+start_replica() {
+    local p=${r[$1]}
+    "$bin" serve -m "$model" --port "$p" --parallel 2 -c 1024 --chat-template chatml \
+        2>>"$tmp/replica-$p.log" &
+    rpid[$1]=$!
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -sf "http://127.0.0.1:$p/health" >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "replica on $p did not start:" >&2
+    cat "$tmp/replica-$p.log" >&2
+    return 1
+}
+start_replica 0 || exit 1
+start_replica 1 || exit 1
+
+bash "$deploy/render.sh" -f 2s -m 1 "$tmp/nginx" "127.0.0.1:$lb" "127.0.0.1:${r[0]}" "127.0.0.1:${r[1]}" >/dev/null ||
+    { echo "render.sh failed" >&2; exit 1; }
+NG=(-p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log")
+"$nginx" -t "${NG[@]}" 2>"$tmp/nginx-t.log" || { cat "$tmp/nginx-t.log" >&2; exit 1; }
+"$nginx" "${NG[@]}" 2>>"$tmp/nginx/error.log" &
+pids+=($!)
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$lb/health" >/dev/null && break
+    sleep 0.1
+done
+U="http://127.0.0.1:$lb"
+
+# served I: how many requests replica I has answered (its own /health)
+served() {
+    local h
+    h=$(curl -sf "http://127.0.0.1:${r[$1]}/health") || return 1
+    h=${h#*\"served\":}
+    [[ $h =~ ^[0-9]+ ]] && echo "${BASH_REMATCH[0]}"
+}
+# chat SESSION MESSAGES-JSON: one greedy chat turn through nginx; prints
+# "STATUS CACHED_TOKENS<TAB>REPLY" (SESSION "-": no header)
+chat() {
+    local h=()
+    [ "$1" != - ] && h=(-H "X-Session-Id: $1")
+    curl -s -o "$tmp/body" -w '%{http_code}' "${h[@]}" -H 'Content-Type: application/json' \
+        -d "{\"messages\":$2,\"max_tokens\":16,\"top_k\":1}" "$U/v1/chat/completions" >"$tmp/code"
+    # the fields as they appear in the server's JSON (no JSON tool: node takes a second
+    # to start on a busy machine); the reply stays a JSON string literal
+    local body cached=-1 text='""'
+    body=$(<"$tmp/body")
+    [[ $body =~ \"cached_tokens\":([0-9]+) ]] && cached=${BASH_REMATCH[1]}
+    [[ $body =~ \"content\":(\"([^\"\\]|\\.)*\") ]] && text=${BASH_REMATCH[1]}
+    printf '%s %s\t%s' "$(<"$tmp/code")" "$cached" "$text"
+}
+# route SESSION MESSAGES: send one turn; sets $rep to the index of the replica that served
+# it (-1: none or both), $last to "STATUS CACHED_TOKENS" and $reply to the reply (JSON)
+route() {
+    local a0=${prev[0]:-} a1=${prev[1]:-} b0 b1 res
+    [ -n "$a0" ] || a0=$(served 0 2>/dev/null || echo x)
+    [ -n "$a1" ] || a1=$(served 1 2>/dev/null || echo x)
+    res=$(chat "$1" "$2")
+    last=${res%%$'\t'*}
+    reply=${res#*$'\t'}
+    b0=$(served 0 2>/dev/null || echo x)
+    b1=$(served 1 2>/dev/null || echo x)
+    prev=("$b0" "$b1") # the next request's "before" (reset when a replica restarts)
+    if [ "$a0" != x ] && [ "$b0" != x ] && [ $((b0 - a0)) = 1 ] && { [ "$a1" = x ] || [ "$b1" = "$a1" ]; }; then rep=0
+    elif [ "$a1" != x ] && [ "$b1" != x ] && [ $((b1 - a1)) = 1 ] && { [ "$a0" = x ] || [ "$b0" = "$a0" ]; }; then rep=1
+    else rep=-1; fi
+}
+prev=()
+
+# 1. a three-turn conversation with a session header
+m1='[{"role":"user","content":"Tell me a story about a cat."}]'
+route conv-1 "$m1"; w1=$rep
+read -r s1 c1 <<<"$last"
+a1=$reply
+m2="[{\"role\":\"user\",\"content\":\"Tell me a story about a cat.\"},{\"role\":\"assistant\",\"content\":$a1},{\"role\":\"user\",\"content\":\"What happened next?\"}]"
+route conv-1 "$m2"; w2=$rep
+read -r s2 c2 <<<"$last"
+a2=$reply
+m3="${m2%]},{\"role\":\"assistant\",\"content\":$a2},{\"role\":\"user\",\"content\":\"And in the end?\"}]"
+route conv-1 "$m3"; w3=$rep
+read -r s3 c3 <<<"$last"
+if [ "$s1$s2$s3" = 200200200 ]; then ok; else bad "conversation statuses $s1 $s2 $s3"; fi
+if [ "$w1" != -1 ] && [ "$w1" = "$w2" ] && [ "$w2" = "$w3" ]; then ok; else bad "the conversation moved: replicas $w1 $w2 $w3"; fi
+if [ "$c1" = 0 ] && [ "$c2" -gt 0 ] && [ "$c3" -gt "$c2" ]; then ok; else bad "cached tokens did not grow: $c1 $c2 $c3"; fi
+home=$w1
+other=$((1 - home))
+if [ "$(served "$other")" = 0 ]; then ok; else bad "the other replica served part of the conversation"; fi
+
+# 2. other sessions stick to their replica; requests without the header are spread
+for s in alice bob carol dave; do
+    route "$s" "$m1"; x=$rep
+    route "$s" "$m1"; y=$rep
+    if [ "$x" != -1 ] && [ "$x" = "$y" ]; then ok; else bad "session $s moved: $x then $y"; fi
+done
+n0=0
+n1=0
+for _ in 1 2 3 4; do
+    route - "$m1"
+    case $rep in 0) n0=$((n0 + 1)) ;; 1) n1=$((n1 + 1)) ;; *) bad "no replica for a header-less request" ;; esac
+done
+if [ "$n0" = 2 ] && [ "$n1" = 2 ]; then ok; else bad "header-less requests not spread: $n0 / $n1"; fi
+
+# 3. the conversation's replica dies while a client keeps sending: no request fails
+(
+    for i in $(seq 1 12); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Session-Id: conv-1" \
+            -H 'Content-Type: application/json' \
+            -d "{\"messages\":$m1,\"max_tokens\":8,\"top_k\":1}" "$U/v1/chat/completions")
+        echo "$i $code" >>"$tmp/loop.log"
+        sleep 0.05
+    done
+) &
+loop=$!
+pids+=("$loop")
+for _ in $(seq 1 100); do
+    [ "$(wc -l <"$tmp/loop.log" 2>/dev/null || echo 0)" -ge 4 ] && break
+    sleep 0.05
+done
+before=$(served "$other")
+kill -9 "${rpid[$home]}"
+wait "${rpid[$home]}" 2>/dev/null
+wait "$loop"
+prev=()
+n=$(wc -l <"$tmp/loop.log")
+failed=$(grep -vc ' 200$' "$tmp/loop.log")
+if [ "$n" = 12 ] && [ "$failed" = 0 ]; then ok; else bad "$failed of $n requests failed around the kill: $(tr '\n' ' ' <"$tmp/loop.log")"; fi
+after=$(served "$other")
+if [ "$after" -gt "$before" ]; then ok; else bad "the other replica took none of the session's requests ($before -> $after)"; fi
+route conv-1 "$m1"; w=$rep
+if [ "$w" = "$other" ] && [ "${last%% *}" = 200 ]; then ok; else bad "after the kill: replica $w, $last"; fi
+# the session builds its prefix on its new replica
+route conv-1 "$m2"; w=$rep
+s=${last%% *}
+if [ "$w" = "$other" ] && [ "$s" = 200 ]; then ok; else bad "second turn after the kill: replica $w, $last"; fi
+if grep -q "127.0.0.1:${r[$home]}.*failed\|connect() failed" "$tmp/nginx/error.log"; then ok; else bad "nginx did not notice the dead replica: $(cat "$tmp/nginx/error.log")"; fi
+
+# 4. restarted, the replica gets its sessions back after fail_timeout (2 s here)
+start_replica "$home" || exit 1
+prev=()
+sleep 2.5
+back=-1
+for _ in 1 2 3 4 5; do
+    route conv-1 "$m1"; back=$rep
+    [ "$back" = "$home" ] && break
+    sleep 0.5
+done
+if [ "$back" = "$home" ]; then ok; else bad "the session did not return to its restarted replica ($back)"; fi
+
+if [ "$fail" != 0 ]; then
+    echo "--- nginx access log" >&2
+    cat "$tmp/nginx/access.log" >&2
+fi
+echo "test_replicas: $pass passed, $fail failed"
+[ "$fail" = 0 ]
