@@ -243,7 +243,8 @@ else bad "killed non-streaming client: next request $code after $ms ms, cancelle
 # the end of the context is a normal stop: 200 with finish_reason "length" and the text,
 # streamed too (a prompt that alone fills the context stays a 400, above)
 p3=$((port + 2))
-start "$p3" --parallel 2 -c 48 --chat-template chatml || exit 1
+start "$p3" --parallel 2 -c 48 --chat-template chatml --max-phrases 3 --max-phrase-bytes 24 \
+    --max-regexes 2 --max-retries 50 || exit 1
 U3="http://127.0.0.1:$p3"
 curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":500,"seed":3}' "$U3/v1/completions" >"$tmp/full.json"
 if grep -q '"finish_reason":"length"' "$tmp/full.json" && grep -q '"completion_tokens":4[0-9]' "$tmp/full.json" &&
@@ -256,6 +257,46 @@ curl -sN "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens"
 if grep -q '"finish_reason":"length"' "$tmp/full.sse" && grep -q 'data: \[DONE\]' "$tmp/full.sse" &&
    ! grep -q '"error"' "$tmp/full.sse"; then ok
 else bad "context end, streaming: $(tail -c 400 "$tmp/full.sse")"; fi
+
+# per-request limits (this server: 3 phrases, 24 bytes of them, 2 regexes, retries 50),
+# counted over all of a request's lists together, each refused with a 400 naming its field
+P='"prompt":"Once upon a time","max_tokens":8'
+expect 200 '"text_completion"' "${J[@]}" -d "{$P,\"banned_strings\":[\"Lily\",\"park\"],\"banned_regex\":[\"do+g\"],\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"ball\"],\"regexes\":[\"ca+t\"],\"max_retries_total\":50,\"max_retries\":50}]}" "$U3/v1/completions"
+expect 400 'more than 3 phrases (the server.s --max-phrases)","type":"invalid_request_error","param":"banned_strings"' "${J[@]}" -d "{$P,\"banned_strings\":[\"a\",\"b\",\"c\",\"d\"]}" "$U3/v1/completions"
+expect 400 "'banned_phrases': the request has more than 3 phrases" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\",\"b\"]}],\"banned_phrases\":[\"c\",\"d\"]}" "$U3/v1/completions"
+expect 400 "'find': the request has more than 3 phrases" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\",\"b\"]},{\"name\":\"replace\",\"find\":[\"x\",\"z\"],\"replace\":\"y\"}]}" "$U3/v1/completions"
+expect 400 "'slops': the request's phrases hold more than 24 bytes (the server's --max-phrase-bytes)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[[\"0123456789\",0.5],\"0123456789abcdef\"]}]}" "$U3/v1/completions"
+expect 400 'more than 2 regexes (the server.s --max-regexes)","type":"invalid_request_error","param":"banned_regex_case_insensitive"' "${J[@]}" -d "{$P,\"banned_regex\":[\"a+\"],\"strategies\":[{\"name\":\"antislop\",\"regexes\":[\"b+\"]}],\"banned_regex_case_insensitive\":[\"c+\"]}" "$U3/v1/completions"
+expect 400 "'max_retries_total' is 51; this server allows at most 50 (--max-retries)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":51}]}" "$U3/v1/completions"
+expect 400 "'max_retries' is 100000000; this server allows at most 50 (--max-retries)\",\"type\":\"invalid_request_error\",\"param\":\"max_retries\"" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries\":100000000}]}" "$U3/v1/completions"
+expect 400 "'max_retries_total' must be an integer" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":1e12}]}" "$U3/v1/completions"
+# the default ceilings take the 50,046-phrase slop list (as banned_strings) and its regexes
+slop=$(cd "$here/../.." && pwd)/shared/slop
+if [ -f "$slop/slop_phrase_prob_adjustments_full_list.json" ] && [ -x /usr/bin/python3 ]; then
+    /usr/bin/python3 - "$slop" >"$tmp/slop.json" <<'PY'
+import json, sys
+d = sys.argv[1]
+phrases = [p[0] for p in json.load(open(d + "/slop_phrase_prob_adjustments_full_list.json"))]
+# one regex a line, in quotes, a comma between (backslashes as they are, not JSON escapes)
+regexes = [l.strip().rstrip(",").strip('"') for l in open(d + "/slop_regexes.txt") if l.strip()]
+print(json.dumps({"prompt": "Once upon a time", "max_tokens": 16, "banned_strings": phrases,
+                  "banned_regex": regexes}))
+PY
+    expect 200 '"finish_reason"' "${J[@]}" --data-binary @"$tmp/slop.json" "$U/v1/completions"
+fi
+# one phrase more than the default ceiling (short ones: the body stays under 1 MB)
+/usr/bin/python3 -c 'import json; print(json.dumps({"prompt": "x", "banned_strings": ["p%d" % i for i in range(100001)]}))' >"$tmp/many.json"
+expect 400 "'banned_strings': the request has more than 100000 phrases" "${J[@]}" --data-binary @"$tmp/many.json" "$U/v1/completions"
+# a pathological regex (catastrophic backtracking on a long run of "a"s, every step) stays
+# within PCRE2's limits: the request completes in about a second, the text unbanned
+a=$(curl -s "${J[@]}" -d '{"content":"aaaa","with_pieces":true}' "$U/tokenize" | grep -o '{"id":[0-9]*,"piece":"a"}' | head -1 | grep -o '[0-9]\+')
+t0=$(date +%s%N)
+got=$(curl -s "${J[@]}" -d "{\"prompt\":\"Once upon a time\",\"max_tokens\":200,\"top_k\":1,\"logit_bias\":{\"$a\":100},\"strategies\":[{\"name\":\"antislop\",\"regexes\":[\"(a+)+b\"],\"keep_index_buffer\":100000}]}" "$U/v1/completions")
+ms=$((($(date +%s%N) - t0) / 1000000))
+if grep -q '"text":"aaaaaaaaaaaaaaaaaaaa' <<<"$got" && grep -q '"completion_tokens":200' <<<"$got" &&
+   grep -q '"rewinds":0' <<<"$got" && [ "$ms" -lt 20000 ]; then ok
+else bad "pathological regex: $ms ms: $(head -c 300 <<<"$got")"; fi
+grep -q 'regex "(a+)+b" hit PCRE2.s match limit' "$tmp/server.log" && ok || bad "no warning for the regex limit in the server log"
 
 echo "curl: $pass passed, $fail failed"
 

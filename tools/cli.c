@@ -182,6 +182,10 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
     a->queue = 64;
     a->max_body_kb = 1024;
     a->slot_similarity = 0.5f; /* llama-server's default */
+    a->max_phrases = CLI_MAX_PHRASES;
+    a->max_phrase_bytes = CLI_MAX_PHRASE_BYTES;
+    a->max_regexes = CLI_MAX_REGEXES;
+    a->max_retries = CLI_MAX_RETRIES;
     bt_sampler_params sp = bt_sampler_default_params();
     bt_llama_params lp = bt_llama_default_params();
     a->n_predict = sp.max_new_tokens;
@@ -232,9 +236,13 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity},
         {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt},
         {NULL, "--cors-origin", OPT_STR, 0, 0, &a->cors_origin},
+        {NULL, "--max-phrases", OPT_INT, 0, 1e8, &a->max_phrases},
+        {NULL, "--max-phrase-bytes", OPT_INT, 0, 1 << 30, &a->max_phrase_bytes},
+        {NULL, "--max-regexes", OPT_INT, 0, 1e5, &a->max_regexes},
+        {NULL, "--max-retries", OPT_INT, 1, 1e8, &a->max_retries},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
-    const int n_server_only = 8;
+    const int n_server_only = 12;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -387,7 +395,9 @@ void cli_server_usage(FILE *f) {
         "                       [--queue 64] [-c N] [-t N] [-ngl N] [--rpc HOST:PORT,...]\n"
         "                       [--max-body KB]\n"
         "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
-        "                       [--cors-origin ORIGIN]\n"
+        "                       [--cors-origin ORIGIN] [--max-phrases 100000]\n"
+        "                       [--max-phrase-bytes 1048576] [--max-regexes 64]\n"
+        "                       [--max-retries 100000]\n"
         "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
         "\n"
         "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions,\n"
@@ -401,6 +411,10 @@ void cli_server_usage(FILE *f) {
         "free slot whose cache holds more than --slot-prompt-similarity of its prompt (the\n"
         "longest such prefix; 0: off), else to the least recently used, and only the rest of\n"
         "its prompt is evaluated (\"cache_prompt\": false, or --no-cache-prompt, turns that off).\n"
+        "A request is refused (400) beyond --max-phrases phrases or --max-phrase-bytes bytes\n"
+        "of them (all its lists together), --max-regexes regexes, or retry caps\n"
+        "(max_retries, max_retries_total) above --max-retries. GET /metrics (Prometheus),\n"
+        "POST /tokenize and /detokenize (llama-server's) are served too.\n"
         "See README.md, \"The server\".\n");
 }
 

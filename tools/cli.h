@@ -15,6 +15,13 @@ typedef struct cli_strategy_spec {
     bt_strategy_options    *opts; /* owned: the values given after -s NAME  */
 } cli_strategy_spec;
 
+/* `backtrack serve`'s per-request ceilings by default: the 50,046-phrase slop list (390 KB
+ * of phrases) fits. */
+#define CLI_MAX_PHRASES      100000
+#define CLI_MAX_PHRASE_BYTES (1 << 20)
+#define CLI_MAX_REGEXES      64
+#define CLI_MAX_RETRIES      100000
+
 typedef struct cli_args {
     const char *model;
     const char *prompt;
@@ -41,6 +48,8 @@ typedef struct cli_args {
                                     prompt serves it; else the least recently used */
     int         no_cache_prompt; /* requests start cold unless they ask otherwise */
     const char *cors_origin;     /* Access-Control-Allow-Origin (NULL: "*") */
+    int32_t     max_phrases, max_phrase_bytes, max_regexes, max_retries; /* per request:
+                                    phrases (all lists), their bytes, regexes, retry caps */
     cli_strategy_spec *specs;
     int         n_specs;
     bt_strategy **parts; /* after cli_build_strategy: the n_specs strategies built, borrowed

@@ -78,22 +78,82 @@ typedef struct strlist {
     int32_t n;
 } strlist;
 
-static bool add_phrase(void *user, const char *s, double adj, verr *e) {
-    if (bt_phrase_list_add(user, s, strlen(s), (float)adj) != BT_OK)
-        return fail(e, "strategies", "phrase \"%.60s\": %s", s, bt_last_error());
+/* ---- per-request limits: the server's ceilings (--max-phrases, --max-phrase-bytes,
+ * --max-regexes, --max-retries), counted over all of a request's lists together ---- */
+
+typedef struct budget {
+    const cli_args *A;
+    long long phrases, phrase_bytes, regexes;
+} budget;
+
+static bool count_phrase(budget *b, const char *param, const char *s, verr *e) {
+    b->phrases++;
+    b->phrase_bytes += (long long)strlen(s);
+    if (b->phrases > b->A->max_phrases)
+        return fail(e, param, "'%s': the request has more than %d phrases (the server's "
+                              "--max-phrases)", param, b->A->max_phrases);
+    if (b->phrase_bytes > b->A->max_phrase_bytes)
+        return fail(e, param, "'%s': the request's phrases hold more than %d bytes (the "
+                              "server's --max-phrase-bytes)", param, b->A->max_phrase_bytes);
     return true;
 }
 
-static bool add_string(void *user, const char *s, double adj, verr *e) {
-    (void)adj;
-    strlist *l = user;
-    if (!*s) return fail(e, "strategies", "empty string");
+static bool count_regex(budget *b, const char *param, verr *e) {
+    if (++b->regexes > b->A->max_regexes)
+        return fail(e, param, "'%s': the request has more than %d regexes (the server's "
+                              "--max-regexes)", param, b->A->max_regexes);
+    return true;
+}
+
+/* A retry cap (max_retries, max_retries_total) from o into *out, within the server's
+ * --max-retries; a default above that ceiling comes down to it. */
+static bool get_retries(const cJSON *o, const char *key, budget *b, int32_t *out, verr *e) {
+    double v;
+    bool has;
+    if (!get_num(o, key, 1, 1e9, true, &v, &has, e)) return false;
+    if (has && v > b->A->max_retries)
+        return fail(e, key, "'%s' is %.0f; this server allows at most %d (--max-retries)", key, v,
+                    b->A->max_retries);
+    if (has) *out = (int32_t)v;
+    else if (*out > b->A->max_retries) *out = b->A->max_retries;
+    return true;
+}
+
+/* Where get_strings puts each string: a phrase list, or a string list (regexes, Replace's
+ * find strings), counted against the budget; `param` names the field in errors. */
+typedef struct sink {
+    bt_phrase_list *phrases;
+    strlist        *strings;
+    bool            regex;
+    const char     *param;
+    budget         *b;
+} sink;
+
+static bool add_to_sink(void *user, const char *s, double adj, verr *e) {
+    sink *k = user;
+    if (k->phrases) {
+        if (!count_phrase(k->b, k->param, s, e)) return false;
+        if (bt_phrase_list_add(k->phrases, s, strlen(s), (float)adj) != BT_OK)
+            return fail(e, k->param, "phrase \"%.60s\": %s", s, bt_last_error());
+        return true;
+    }
+    if (!*s) return fail(e, k->param, "'%s': empty string", k->param);
+    if (!(k->regex ? count_regex(k->b, k->param, e) : count_phrase(k->b, k->param, s, e))) return false;
+    strlist *l = k->strings;
     char **ns = realloc(l->s, (size_t)(l->n + 1) * sizeof *ns);
-    if (!ns) return fail(e, "strategies", "out of memory");
+    if (!ns) return fail(e, k->param, "out of memory");
     l->s = ns;
-    if (!(l->s[l->n] = strdup(s))) return fail(e, "strategies", "out of memory");
+    if (!(l->s[l->n] = strdup(s))) return fail(e, k->param, "out of memory");
     l->n++;
     return true;
+}
+
+/* ik_llama.cpp's banned_regex_case_insensitive: each regex with (?i) in front. */
+static bool add_regex_ci(void *user, const char *s, double adj, verr *e) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "(?i)%s", s) >= (int)sizeof buf)
+        return fail(e, "banned_regex_case_insensitive", "a regex is longer than 4,000 bytes");
+    return add_to_sink(user, buf, adj, e);
 }
 
 static void strlist_free(strlist *l) {
@@ -127,18 +187,20 @@ static bt_strategy *antislop_from(bt_phrase_list *l, strlist *re, bt_antislop_pa
     return s;
 }
 
-static bt_strategy *make_antislop(const cJSON *o, verr *e) {
+static bt_strategy *make_antislop(const cJSON *o, budget *b, verr *e) {
     static const char *const fields[] = {"slops", "regexes", "whole_word", "with_variants",
                                          "keep_index_buffer", "skip_tokens", "max_retries",
                                          "max_retries_total", NULL};
     bt_phrase_list *l = bt_phrase_list_new();
     strlist re = {0};
     bt_antislop_params ap = bt_antislop_default_params();
+    sink phrases = {.phrases = l, .param = "slops", .b = b};
+    sink regexes = {.strings = &re, .regex = true, .param = "regexes", .b = b};
     double v;
     bool has;
     if (!l) return NULL;
-    if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_phrase, l, e) ||
-        !get_strings(o, "regexes", false, add_string, &re, e) ||
+    if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_to_sink, &phrases, e) ||
+        !get_strings(o, "regexes", false, add_to_sink, &regexes, e) ||
         !get_bool(o, "whole_word", &ap.whole_word, e) ||
         !get_bool(o, "with_variants", &ap.with_variants, e))
         goto fail;
@@ -146,10 +208,9 @@ static bt_strategy *make_antislop(const cJSON *o, verr *e) {
     if (has) ap.keep_index_buffer = (int32_t)v;
     if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto fail;
     if (has) ap.skip_tokens = (int32_t)v;
-    if (!get_num(o, "max_retries", 1, 1e6, true, &v, &has, e)) goto fail;
-    if (has) ap.max_retries_per_position = (int32_t)v;
-    if (!get_num(o, "max_retries_total", 1, 1e8, true, &v, &has, e)) goto fail;
-    if (has) ap.max_retries_total = (int32_t)v;
+    if (!get_retries(o, "max_retries", b, &ap.max_retries_per_position, e) ||
+        !get_retries(o, "max_retries_total", b, &ap.max_retries_total, e))
+        goto fail;
     return antislop_from(l, &re, &ap, "strategies", e);
 fail:
     bt_phrase_list_free(l);
@@ -161,20 +222,15 @@ fail:
  * KoboldCpp's and ik_llama.cpp's banned_strings, Aphrodite's banned_phrases (hard bans),
  * ik_llama.cpp's banned_regex and banned_regex_case_insensitive. One AntiSlop for all of
  * them; NULL with e->msg empty when the request names none. */
-static bool add_regex_ci(void *user, const char *s, double adj, verr *e) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "(?i)%s", s) >= (int)sizeof buf)
-        return fail(e, "banned_regex_case_insensitive", "a regex is longer than 4,000 bytes");
-    return add_string(user, buf, adj, e);
-}
-
-static bt_strategy *make_banned(const cJSON *body, verr *e) {
+static bt_strategy *make_banned(const cJSON *body, budget *b, verr *e) {
     static const char *const phrase_keys[] = {"banned_strings", "banned_phrases"};
     bt_phrase_list *l = bt_phrase_list_new();
     strlist re = {0};
     bt_antislop_params ap = bt_antislop_default_params();
     const char *param = NULL;
     if (!l) return NULL;
+    if (ap.max_retries_total > b->A->max_retries) ap.max_retries_total = b->A->max_retries;
+    if (ap.max_retries_per_position > b->A->max_retries) ap.max_retries_per_position = b->A->max_retries;
     for (int k = 0; k < 2; k++) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, phrase_keys[k]);
         if (!it || cJSON_IsNull(it)) continue;
@@ -183,21 +239,24 @@ static bt_strategy *make_banned(const cJSON *body, verr *e) {
             fail(e, param, "'%s' must be an array of strings", param);
             goto fail;
         }
+        sink phrases = {.phrases = l, .param = param, .b = b};
         const cJSON *x;
         cJSON_ArrayForEach(x, it) {
             if (!cJSON_IsString(x)) {
                 fail(e, param, "'%s' must hold strings", param);
                 goto fail;
             }
-            if (!add_phrase(l, x->valuestring, 0.0, e)) goto fail;
+            if (!add_to_sink(&phrases, x->valuestring, 0.0, e)) goto fail;
         }
     }
     const cJSON *r1 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex");
     const cJSON *r2 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex_case_insensitive");
     if (r1 && !cJSON_IsNull(r1)) param = "banned_regex";
     if (r2 && !cJSON_IsNull(r2)) param = "banned_regex_case_insensitive";
-    if (!get_strings(body, "banned_regex", false, add_string, &re, e) ||
-        !get_strings(body, "banned_regex_case_insensitive", false, add_regex_ci, &re, e))
+    sink re1 = {.strings = &re, .regex = true, .param = "banned_regex", .b = b};
+    sink re2 = {.strings = &re, .regex = true, .param = "banned_regex_case_insensitive", .b = b};
+    if (!get_strings(body, "banned_regex", false, add_to_sink, &re1, e) ||
+        !get_strings(body, "banned_regex_case_insensitive", false, add_regex_ci, &re2, e))
         goto fail;
     if (!param) {
         bt_phrase_list_free(l);
@@ -210,16 +269,17 @@ fail:
     return NULL;
 }
 
-static bt_strategy *make_replace(const cJSON *o, verr *e) {
+static bt_strategy *make_replace(const cJSON *o, budget *b, verr *e) {
     static const char *const fields[] = {"find", "replace", "max_replacements",
                                          "max_new_tokens_for_replace", "skip_tokens", "max_prob", NULL};
     strlist find = {0};
+    sink finds = {.strings = &find, .param = "find", .b = b};
     bt_strategy *s = NULL;
     bt_replace_params rp = bt_replace_default_params();
     const cJSON *repl = cJSON_GetObjectItemCaseSensitive(o, "replace");
     double v;
     bool has;
-    if (!only_fields(o, fields, e) || !get_strings(o, "find", true, add_string, &find, e)) goto done;
+    if (!only_fields(o, fields, e) || !get_strings(o, "find", true, add_to_sink, &finds, e)) goto done;
     if (!cJSON_IsString(repl)) {
         fail(e, "strategies", "replace: 'replace' must be a string");
         goto done;
@@ -282,8 +342,10 @@ static bt_strategy *make_adaptive(const cJSON *o, verr *e) {
     return s;
 }
 
-/* The request's strategies (NULL with e->msg empty: none asked for). */
-static bt_strategy *build_strategies(const cJSON *body, verr *e) {
+/* The request's strategies (NULL with e->msg empty: none asked for), within the server's
+ * per-request limits. */
+static bt_strategy *build_strategies(server *srv, const cJSON *body, verr *e) {
+    budget b = {.A = &srv->args};
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(body, "strategies");
     bt_strategy *parts[16];
     int n = 0;
@@ -306,8 +368,8 @@ static bt_strategy *build_strategies(const cJSON *body, verr *e) {
             }
             const char *nm = name->valuestring;
             static const char *const none[] = {NULL};
-            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, e);
-            else if (strcmp(nm, "replace") == 0) s = make_replace(o, e);
+            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, &b, e);
+            else if (strcmp(nm, "replace") == 0) s = make_replace(o, &b, e);
             else if (strcmp(nm, "creative-writing") == 0) s = make_creative(o, e);
             else if (strcmp(nm, "adaptive-temperature") == 0) s = make_adaptive(o, e);
             else if (strcmp(nm, "noop") == 0) s = only_fields(o, none, e) ? bt_noop_strategy_init() : NULL;
@@ -321,7 +383,7 @@ static bt_strategy *build_strategies(const cJSON *body, verr *e) {
             parts[n++] = s;
         }
     }
-    bt_strategy *banned = make_banned(body, e);
+    bt_strategy *banned = make_banned(body, &b, e);
     if (e->msg[0]) goto fail;
     if (banned) parts[n++] = banned;
     if (n == 0) return NULL;
@@ -580,7 +642,7 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     r->n_prompt = nt;
 
     e->msg[0] = '\0';
-    r->strategy = build_strategies(b, e);
+    r->strategy = build_strategies(srv, b, e);
     return e->msg[0] == '\0';
 }
 
@@ -857,6 +919,12 @@ int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p) 
         srv.args.min_p = d.min_p;
         srv.args.seed = d.seed;
         srv.args.n_predict = d.max_new_tokens;
+        srv.args.repeat_penalty = d.repeat_penalty;
+        srv.args.repeat_last_n = d.repeat_last_n;
+        srv.args.max_phrases = CLI_MAX_PHRASES;
+        srv.args.max_phrase_bytes = CLI_MAX_PHRASE_BYTES;
+        srv.args.max_regexes = CLI_MAX_REGEXES;
+        srv.args.max_retries = CLI_MAX_RETRIES;
         srv.slots = &sl;
         srv.n_slots = 1;
     }
