@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # test_server.sh BACKTRACK MODEL -- `backtrack serve` on 127.0.0.1: every endpoint and
-# error class with curl, then the official OpenAI client (tests/server, node's test
-# runner): completions and chat, streaming, banned strings, 8 concurrent streams, a client
-# killed mid-stream, a 200-request load. The server must stay healthy throughout.
+# error class with curl (what real clients send, /metrics, /tokenize and /detokenize,
+# stream_options, per-request limits, a pathological regex, a killed non-streaming client,
+# SIGTERM under load), then the official OpenAI client (tests/server, node's test runner):
+# completions and chat, streaming, include_usage, content parts, max_completion_tokens,
+# CORS, banned strings, 8 concurrent streams, clients that give up (streaming or not), a
+# 200-request load. The server must stay healthy throughout.
 set -u
 bin=$1
 model=$2

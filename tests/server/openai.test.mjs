@@ -86,6 +86,52 @@ test('stream_options.include_usage: a last chunk with no choices and the usage, 
   }
 });
 
+test('content as an array of text parts: the parts joined by a newline', async () => {
+  const ask = (content) => client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content }], max_tokens: 24, seed: 9,
+  });
+  const parts = await ask([{ type: 'text', text: 'A story' }, { type: 'text', text: 'about a cat.' }]);
+  const joined = await ask('A story\nabout a cat.');
+  assert.equal(parts.choices[0].message.content, joined.choices[0].message.content);
+  assert.equal(parts.usage.prompt_tokens, joined.usage.prompt_tokens);
+  const other = await ask('A story about a dog.');
+  assert.notEqual(other.usage.prompt_tokens + other.choices[0].message.content,
+    parts.usage.prompt_tokens + parts.choices[0].message.content);
+  await assert.rejects(ask([{ type: 'image_url', image_url: { url: 'http://example.com/a.png' } }]),
+    (e) => e.status === 400 && /image_url/.test(e.message));
+});
+
+test('max_completion_tokens (what current SDKs send instead of max_tokens)', async () => {
+  const r = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Tell me a long story.' }],
+    max_completion_tokens: 5, seed: 2, top_k: 1, logit_bias: { 2: -100 },
+  });
+  assert.equal(r.usage.completion_tokens, 5);
+  assert.equal(r.choices[0].finish_reason, 'length');
+  await assert.rejects(client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 0,
+  }), (e) => e.status === 400 && e.error?.param === 'max_completion_tokens');
+});
+
+test('CORS: a browser preflight is answered, and answers carry the header', async () => {
+  const pre = await fetch(`${baseURL}/chat/completions`, {
+    method: 'OPTIONS',
+    headers: {
+      Origin: 'http://localhost:3000',
+      'Access-Control-Request-Method': 'POST',
+      'Access-Control-Request-Headers': 'authorization,content-type,x-stainless-os',
+    },
+  });
+  assert.equal(pre.status, 204);
+  assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+  assert.match(pre.headers.get('access-control-allow-methods'), /POST/);
+  assert.equal(pre.headers.get('access-control-allow-headers'), 'authorization,content-type,x-stainless-os');
+  const { response } = await client.chat.completions.create(
+    { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
+    { headers: { Origin: 'http://localhost:3000' } }).withResponse();
+  assert.equal(response.headers.get('access-control-allow-origin'), '*');
+});
+
 test('chat, non-streaming and streaming', async () => {
   const msgs = [{ role: 'system', content: 'You tell stories.' }, { role: 'user', content: 'A story, please.' }];
   const r = await client.chat.completions.create({ model: MODEL, messages: msgs, max_tokens: 24, seed: 3 });
@@ -162,6 +208,38 @@ test('a client that disconnects mid-stream frees its slot', async () => {
   assert.ok(h.cancelled >= 1, 'the generation was cancelled, not run to its end');
   void before;
   assert.ok((await complete(5)).length > 0);
+});
+
+test('a non-streaming client that gives up frees its slot within a step', async () => {
+  const metric = async (name) => {
+    const text = await (await fetch(`${root}/metrics`)).text();
+    const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+    return Number(line.split(' ')[1]);
+  };
+  const cancelled = 'backtrack_requests_total{outcome="cancelled"}';
+  const before = await metric(cancelled);
+  const ac = new AbortController();
+  // thousands of tokens, all held back by the strategy: seconds, with no byte sent
+  const pending = client.completions.create({
+    model: MODEL, prompt: 'Once upon a time', max_tokens: 2000, seed: 1,
+    strategies: [{ name: 'antislop', slops: ['zzqx'], keep_index_buffer: 100000 }],
+  }, { signal: ac.signal });
+  let h = { slots_busy: 0 };
+  for (let i = 0; i < 100 && h.slots_busy === 0; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    h = await (await fetch(`${root}/health`)).json();
+  }
+  assert.equal(h.slots_busy, 1);
+  ac.abort();
+  await assert.rejects(pending);
+  const t0 = performance.now();
+  for (let i = 0; i < 100 && (h.slots_busy !== 0 || (await metric(cancelled)) === before); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    h = await (await fetch(`${root}/health`)).json();
+  }
+  assert.equal(h.slots_busy, 0);
+  assert.equal(await metric(cancelled), before + 1);
+  assert.ok(performance.now() - t0 < 1000, `freed after ${performance.now() - t0} ms`);
 });
 
 test('load: 200 requests from 16 clients', async () => {
