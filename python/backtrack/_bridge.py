@@ -220,6 +220,7 @@ class _PyStrategy:
         self.full = None    # vocabulary-sized probabilities for on_probs / on_next_token
         self.full2 = None   # vocabulary-sized filtered logits (3-argument on_probs)
         self.mark = None
+        self._snap = None   # without numpy: the probabilities handed to on_probs, as bytes
 
     # ---- arrays --------------------------------------------------------------------
 
