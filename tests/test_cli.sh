@@ -273,7 +273,7 @@ tmux -L "$sock" new-session -d -s s -x 60 -y 10 "$(printf '%q ' "$bin" "${M[@]}"
 seen=0
 for _ in $(seq 1 200); do
     tmux -L "$sock" capture-pane -e -p -t s >"$tmp/frame" 2>/dev/null || break
-    grep -qP '\e\[[0-9;]*2[0-9;]*m[^\e]*😀' "$tmp/frame" && { seen=1; break; }
+    grep -qP '\e\[(0;)?2m[^\e]*😀' "$tmp/frame" && { seen=1; break; }
     grep -q '^EXIT' "$tmp/frame" && break
     sleep 0.03
 done
