@@ -248,13 +248,21 @@ class BacktrackSampler:
             toks = [int(t) for t in prompt]
             if not toks:
                 raise ValueError("the prompt is empty")
-        smp = self._sampler_for(*params, **kw)
-        return self._stream(smp, data, toks, text_mode)
+        self._sampler_for(*params, **kw)  # bad parameters raise now, not at the first token
 
-    def _stream(self, smp, data, toks, text_mode):
+        def sampler():
+            # again when the iteration starts: another call may have replaced the C sampler
+            # since (other parameters), or closed this one
+            if self._prov is None:
+                raise ValueError("the sampler is closed")
+            return self._sampler_for(*params, **kw)
+
+        return self._stream(sampler, data, toks, text_mode)
+
+    def _stream(self, sampler, data, toks, text_mode):
         """Run bt_generate on a worker thread; yield what its release callback queues."""
         q = queue.SimpleQueue()
-        ctx = _bridge.calling(smp)
+        ctx = _bridge.calling()
         st = C.bt_stats()
         res = {}
 
@@ -272,6 +280,7 @@ class BacktrackSampler:
 
         def work():
             try:
+                smp = ctx.sampler
                 with ctx:
                     if toks is None:
                         rc = C.bt_generate(smp, data, len(data), cb, None, ctypes.byref(st))
@@ -286,14 +295,15 @@ class BacktrackSampler:
             finally:
                 q.put(_DONE)
 
-        return self._consume(q, ctx, st, res, work)
+        return self._consume(q, ctx, st, res, work, sampler)
 
-    def _consume(self, q, ctx, st, res, work):
+    def _consume(self, q, ctx, st, res, work, sampler):
         # a generator of its own, so that generate() checks its arguments at once
         t = threading.Thread(target=work, name="backtrack-generate", daemon=True)
         if self._running or id(self.provider) in _busy:  # another generator started first
             raise RuntimeError("a generation is already running on this sampler or provider: "
                                "finish or close() its generator first")
+        ctx.sampler = sampler()
         self._running = True
         pid = id(self.provider)
         _busy.add(pid)

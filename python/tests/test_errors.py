@@ -292,3 +292,19 @@ def test_the_c_sampler_is_kept_while_the_parameters_stay(provider):
     assert s._smp == first and s._smp_key == first_key  # the same C sampler, not a new one
     list(s.generate(PROMPT, max_new_tokens=3, logit_bias={5: 2.0}, seed=1))
     assert s._smp_key != first_key
+
+
+def test_generators_made_with_other_parameters_run_on_their_own_sampler(provider):
+    s = BacktrackSampler(provider)
+    g1 = s.generate(PROMPT, max_new_tokens=30, seed=4, temperature=1.0, cache_prompt=False)
+    g2 = s.generate(PROMPT, max_new_tokens=30, seed=4, temperature=0.5, cache_prompt=False)
+    a, b = list(g1), list(g2)  # g1's C sampler was replaced by g2's before g1 ran
+    want_a = list(BacktrackSampler(provider).generate(PROMPT, max_new_tokens=30, seed=4,
+                                                      cache_prompt=False))
+    want_b = list(BacktrackSampler(provider).generate(PROMPT, max_new_tokens=30, seed=4,
+                                                      temperature=0.5, cache_prompt=False))
+    assert a == want_a and b == want_b and a != b
+    g3 = s.generate(PROMPT, max_new_tokens=5)
+    s.close()
+    with pytest.raises(ValueError, match="closed"):
+        next(g3)
