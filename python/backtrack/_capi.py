@@ -100,23 +100,26 @@ def _installed_libs():
     return out
 
 
+def _search():
+    """Where to look, in order, lazily (the first library that loads ends the search)."""
+    here = _source_root_of_package()
+    if here:
+        yield from _build_dir_libs(here)
+    yield from _installed_libs()
+    rec = _recorded_source_root()
+    if rec and rec != here:
+        yield from _build_dir_libs(rec)
+
+
 def _candidates():
-    """Where to look, in order. BACKTRACK_LIB wins and is never second-guessed. A package
-    imported from a source checkout prefers that checkout's builds; an installed package
-    prefers an installed library, then the builds of the tree it was built from."""
+    """BACKTRACK_LIB wins and is never second-guessed. A package imported from a source
+    checkout prefers that checkout's builds; an installed package prefers an installed
+    library, then the builds of the tree it was built from."""
     env = os.environ.get("BACKTRACK_LIB")
     if env:
         p = Path(env)
         return [p / LIB_NAMES[0]] if p.is_dir() else [p], True
-    here = _source_root_of_package()
-    rec = _recorded_source_root()
-    cands = []
-    if here:
-        cands += _build_dir_libs(here)
-    cands += _installed_libs()
-    if rec and rec != here:
-        cands += _build_dir_libs(rec)
-    return cands, False
+    return _search(), False
 
 
 def load():
