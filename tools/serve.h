@@ -12,4 +12,9 @@ int serve_main(int argc, char **argv);
  * refused without one (a bug). */
 int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p);
 
+/* For the fuzzer: one body of POST /tokenize (or /detokenize when `detokenize`). 1: an
+ * answer of valid UTF-8, 0: refused with a message, -1: a bug (refused without a message,
+ * or an answer that is not valid UTF-8). */
+int serve_fuzz_tokens(const char *body, size_t len, bool detokenize, bt_provider *p);
+
 #endif

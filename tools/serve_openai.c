@@ -939,3 +939,22 @@ int serve_fuzz_request(const char *body, size_t len, bool chat, bt_provider *p) 
     if (r) request_unref(r);
     return ok ? 1 : (e.msg[0] ? 0 : -1); /* -1: refused without saying why */
 }
+
+int serve_fuzz_tokens(const char *body, size_t len, bool detokenize, bt_provider *p) {
+    static server srv;
+    static slot sl;
+    srv.slots = &sl;
+    srv.n_slots = 1;
+    sl.provider = p;
+    cJSON *json = cJSON_ParseWithLength(body, len);
+    if (!json) return 0;
+    verr e = {{0}, {0}};
+    cJSON *out = detokenize ? openai_detokenize(&srv, json, &e) : openai_tokenize(&srv, json, &e);
+    cJSON_Delete(json);
+    if (!out) return e.msg[0] ? 0 : -1;
+    char *text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    int rc = text && utf8_valid(text, strlen(text)) ? 1 : -1; /* the answer is valid UTF-8 */
+    free(text);
+    return rc;
+}
