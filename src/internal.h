@@ -45,8 +45,8 @@ typedef struct bt__utf8_stream {
 /* Feed n bytes. `out` must hold 3 * (n + 3) bytes. Returns the bytes written. */
 size_t bt__utf8_feed(bt__utf8_stream *st, const char *in, size_t n, char *out);
 
-/* Flush the held tail at the end of the text (each held byte becomes U+FFFD). `out` must
- * hold 9 bytes. Returns the bytes written. */
+/* Flush the held tail at the end of the text (a truncated character becomes one U+FFFD,
+ * as Python's errors="replace"). `out` must hold 3 bytes. Returns the bytes written. */
 size_t bt__utf8_flush(bt__utf8_stream *st, char *out);
 
 /* ---- candidates and filters (candidates.c) ---- */

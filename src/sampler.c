@@ -294,7 +294,7 @@ int bt_sampler_set_observer(bt_sampler *s, bt_observer_fn fn, void *user, int32_
 static void emit(gen *g, bt_event *ev) {
     ev->step = g->st->n_steps;
     if (!ev->reason) ev->reason = "";
-    g->s->obs_fn(g->s->obs_user, ev);
+    if (g->s->obs_fn) g->s->obs_fn(g->s->obs_user, ev); /* removed mid-way: not allowed, harmless */
 }
 
 /* A candidate's probability as the draw saw it, normalised: `inf_id` >= 0 when some p

@@ -292,5 +292,15 @@ rc=$?
     bad "--trace /dev/full: exit $rc, $(cat "$tmp/err")"
 # ==== end of the review section ====
 
+# ---- a strategy's flag is never also a flag of the CLI or the server (it would be taken
+# by them: --max-retries once was) ----
+help=$("$bin" -h 2>&1; "$bin" serve -h 2>&1)
+general=$(printf '%s\n' "$help" | sed '/^strategies (/,/^$/d')
+for f in $(printf '%s\n' "$help" | sed -n '/^strategies (/,/^$/p' | grep -o '^      --[a-z0-9-]*' | sort -u); do
+    if printf '%s\n' "$general" | grep -qE -- "(^|[ [])$f([ ,=]|$)"; then bad "strategy flag $f is also a general flag"; else ok; fi
+done
+out=$("$bin" "${M[@]}" "${P[@]}" -n 20 --seed 1 -s antislop --slop Lily --max-retries 3 2>"$tmp/err")
+[ $? -eq 0 ] && [ -n "$out" ] && ok || bad "-s antislop --max-retries 3: $(cat "$tmp/err")"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -247,7 +247,7 @@ else bad "killed non-streaming client: next request $code after $ms ms, cancelle
 # streamed too (a prompt that alone fills the context stays a 400, above)
 p3=$((port + 2))
 start "$p3" --parallel 2 -c 48 --chat-template chatml --max-phrases 3 --max-phrase-bytes 24 \
-    --max-regexes 2 --max-retries 50 || exit 1
+    --max-regexes 2 --max-retries-ceiling 50 || exit 1
 U3="http://127.0.0.1:$p3"
 curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":500,"seed":3}' "$U3/v1/completions" >"$tmp/full.json"
 if grep -q '"finish_reason":"length"' "$tmp/full.json" && grep -q '"completion_tokens":4[0-9]' "$tmp/full.json" &&
@@ -270,8 +270,8 @@ expect 400 "'banned_phrases': the request has more than 3 phrases" "${J[@]}" -d 
 expect 400 "'find': the request has more than 3 phrases" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\",\"b\"]},{\"name\":\"replace\",\"find\":[\"x\",\"z\"],\"replace\":\"y\"}]}" "$U3/v1/completions"
 expect 400 "'slops': the request's phrases hold more than 24 bytes (the server's --max-phrase-bytes)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[[\"0123456789\",0.5],\"0123456789abcdef\"]}]}" "$U3/v1/completions"
 expect 400 'more than 2 regexes (the server.s --max-regexes)","type":"invalid_request_error","param":"banned_regex_case_insensitive"' "${J[@]}" -d "{$P,\"banned_regex\":[\"a+\"],\"strategies\":[{\"name\":\"antislop\",\"regexes\":[\"b+\"]}],\"banned_regex_case_insensitive\":[\"c+\"]}" "$U3/v1/completions"
-expect 400 "'max_retries_total' is 51; this server allows at most 50 (--max-retries)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":51}]}" "$U3/v1/completions"
-expect 400 "'max_retries' is 100000000; this server allows at most 50 (--max-retries)\",\"type\":\"invalid_request_error\",\"param\":\"max_retries\"" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries\":100000000}]}" "$U3/v1/completions"
+expect 400 "'max_retries_total' is 51; this server allows at most 50 (--max-retries-ceiling)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":51}]}" "$U3/v1/completions"
+expect 400 "'max_retries' is 100000000; this server allows at most 50 (--max-retries-ceiling)\",\"type\":\"invalid_request_error\",\"param\":\"max_retries\"" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries\":100000000}]}" "$U3/v1/completions"
 expect 400 "'max_retries_total' must be an integer" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":1e12}]}" "$U3/v1/completions"
 # the default ceilings take the 50,046-phrase slop list (as banned_strings) and its regexes
 slop=$(cd "$here/../.." && pwd)/shared/slop

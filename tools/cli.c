@@ -239,7 +239,7 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--max-phrases", OPT_INT, 0, 1e8, &a->max_phrases},
         {NULL, "--max-phrase-bytes", OPT_INT, 0, 1 << 30, &a->max_phrase_bytes},
         {NULL, "--max-regexes", OPT_INT, 0, 1e5, &a->max_regexes},
-        {NULL, "--max-retries", OPT_INT, 1, 1e8, &a->max_retries},
+        {NULL, "--max-retries-ceiling", OPT_INT, 1, 1e8, &a->max_retries},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
     const int n_server_only = 12;
@@ -397,7 +397,7 @@ void cli_server_usage(FILE *f) {
         "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
         "                       [--cors-origin ORIGIN] [--max-phrases 100000]\n"
         "                       [--max-phrase-bytes 1048576] [--max-regexes 64]\n"
-        "                       [--max-retries 100000]\n"
+        "                       [--max-retries-ceiling 100000]\n"
         "                       [--chat-template NAME] [-s STRATEGY [its options]]...\n"
         "\n"
         "An OpenAI-compatible HTTP server: GET /health, GET /v1/models, POST /v1/completions,\n"
@@ -413,7 +413,7 @@ void cli_server_usage(FILE *f) {
         "its prompt is evaluated (\"cache_prompt\": false, or --no-cache-prompt, turns that off).\n"
         "A request is refused (400) beyond --max-phrases phrases or --max-phrase-bytes bytes\n"
         "of them (all its lists together), --max-regexes regexes, or retry caps\n"
-        "(max_retries, max_retries_total) above --max-retries. GET /metrics (Prometheus),\n"
+        "(max_retries, max_retries_total) above --max-retries-ceiling. GET /metrics (Prometheus),\n"
         "POST /tokenize and /detokenize (llama-server's) are served too.\n"
         "See README.md, \"The server\".\n");
 }

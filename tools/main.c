@@ -61,6 +61,17 @@ static int on_release(void *user, bt_token id, const char *text, size_t len) {
     return 0;
 }
 
+/* Ctrl-C during a generation ends it cleanly at the next step (the text so far printed,
+ * the trace closed with its end event), exit status 130; a second Ctrl-C kills. */
+static bt_sampler *volatile g_running;
+static volatile sig_atomic_t g_interrupted;
+
+static void on_interrupt(int sig) {
+    g_interrupted = 1;
+    if (g_running) bt_sampler_cancel(g_running); /* an atomic store: signal-safe */
+    signal(sig, SIG_DFL);
+}
+
 /* The observers --trace and --live install (either or both). */
 typedef struct observers {
     trace_file *trace;
@@ -208,7 +219,11 @@ int main(int argc, char **argv) {
     }
     out_state out = {.live = obs.live};
     bt_stats st;
+    g_running = smp;
+    signal(SIGINT, on_interrupt);
     rc = bt_generate(smp, prompt, prompt_len, on_release, &out, &st);
+    signal(SIGINT, SIG_DFL);
+    g_running = NULL;
     if (!out.closed) {
         fputc('\n', stdout);
         fflush(stdout);
@@ -256,7 +271,8 @@ int main(int argc, char **argv) {
     if (st.stop_reason == BT_STOP_STEP_CAP)
         fprintf(stderr, "backtrack: warning: the step cap ended the text early (a strategy "
                         "kept rewinding)\n");
-    status = 0;
+    if (g_interrupted) fprintf(stderr, "backtrack: interrupted\n");
+    status = g_interrupted ? 130 : 0;
     goto done;
 fail:
     fprintf(stderr, "backtrack: error: %s\n", err);

@@ -79,7 +79,7 @@ typedef struct strlist {
 } strlist;
 
 /* ---- per-request limits: the server's ceilings (--max-phrases, --max-phrase-bytes,
- * --max-regexes, --max-retries), counted over all of a request's lists together ---- */
+ * --max-regexes, --max-retries-ceiling), counted over all of a request's lists together ---- */
 
 typedef struct budget {
     const cli_args *A;
@@ -106,13 +106,13 @@ static bool count_regex(budget *b, const char *param, verr *e) {
 }
 
 /* A retry cap (max_retries, max_retries_total) from o into *out, within the server's
- * --max-retries; a default above that ceiling comes down to it. */
+ * --max-retries-ceiling; a default above that ceiling comes down to it. */
 static bool get_retries(const cJSON *o, const char *key, budget *b, int32_t *out, verr *e) {
     double v;
     bool has;
     if (!get_num(o, key, 1, 1e9, true, &v, &has, e)) return false;
     if (has && v > b->A->max_retries)
-        return fail(e, key, "'%s' is %.0f; this server allows at most %d (--max-retries)", key, v,
+        return fail(e, key, "'%s' is %.0f; this server allows at most %d (--max-retries-ceiling)", key, v,
                     b->A->max_retries);
     if (has) *out = (int32_t)v;
     else if (*out > b->A->max_retries) *out = b->A->max_retries;
