@@ -68,8 +68,16 @@ expect 400 "'min_p' must be" "${J[@]}" -d '{"prompt":"x","min_p":2}' "$U/v1/comp
 expect 400 "'stream' must be" "${J[@]}" -d '{"prompt":"x","stream":"yes"}' "$U/v1/completions"
 expect 400 "only n = 1" "${J[@]}" -d '{"prompt":"x","n":3}' "$U/v1/completions"
 expect 400 "unknown strategy 'nope'" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"nope"}]}' "$U/v1/completions"
-expect 400 "human-guidance needs a terminal" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"human-guidance"}]}' "$U/v1/completions"
+expect 400 "strategy 'human-guidance' needs a person at a terminal" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"human-guidance"}]}' "$U/v1/completions"
 expect 400 "unknown field 'slop'" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slop":["a"]}]}' "$U/v1/completions"
+# the strategies' fields come from the library's catalog, as the CLI's flags do
+expect 400 "unknown field '--slop' for strategy 'antislop' (its fields: slops, regexes, slop_hard, keep_index_buffer" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","--slop":["a"]}]}' "$U/v1/completions"
+expect 400 "antislop: 'slop_files' names files, which a server does not read" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slop_files":["/etc/passwd"]}]}' "$U/v1/completions"
+expect 400 "antislop: keep_index_buffer must be a whole number in .0, 1000000." "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":["a"],"keep_index_buffer":2.5}]}' "$U/v1/completions"
+expect 400 "'whole_word' must be true or false" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":["a"],"whole_word":1}]}' "$U/v1/completions"
+expect 400 "replace needs replace" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"replace","find":["a"]}]}' "$U/v1/completions"
+expect 400 "adaptive-temperature: 'coeffs' must be 5 numbers" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"adaptive-temperature","coeffs":[1,2]}]}' "$U/v1/completions"
+expect 200 '"text"' "${J[@]}" -d '{"prompt":"x","max_tokens":4,"strategies":[{"name":"adaptive-temperature","coeffs":[0,0,0,0,1.5]},{"name":"creative-writing","top_p_flat":0.5},{"name":"replace","find":"a","replace":"b","max_replacements":1}]}' "$U/v1/completions"
 expect 400 "antislop needs at least one" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop"}]}' "$U/v1/completions"
 expect 400 "missing closing parenthesis" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","regexes":["("]}]}' "$U/v1/completions"
 expect 400 "'banned_strings' must" "${J[@]}" -d '{"prompt":"x","banned_strings":"Lily"}' "$U/v1/completions"
@@ -272,7 +280,7 @@ expect 400 "'slops': the request's phrases hold more than 24 bytes (the server's
 expect 400 'more than 2 regexes (the server.s --max-regexes)","type":"invalid_request_error","param":"banned_regex_case_insensitive"' "${J[@]}" -d "{$P,\"banned_regex\":[\"a+\"],\"strategies\":[{\"name\":\"antislop\",\"regexes\":[\"b+\"]}],\"banned_regex_case_insensitive\":[\"c+\"]}" "$U3/v1/completions"
 expect 400 "'max_retries_total' is 51; this server allows at most 50 (--max-retries-ceiling)" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":51}]}" "$U3/v1/completions"
 expect 400 "'max_retries' is 100000000; this server allows at most 50 (--max-retries-ceiling)\",\"type\":\"invalid_request_error\",\"param\":\"max_retries\"" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries\":100000000}]}" "$U3/v1/completions"
-expect 400 "'max_retries_total' must be an integer" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":1e12}]}" "$U3/v1/completions"
+expect 400 "'max_retries_total' is 1000000000000; this server allows at most 50" "${J[@]}" -d "{$P,\"strategies\":[{\"name\":\"antislop\",\"slops\":[\"a\"],\"max_retries_total\":1e12}]}" "$U3/v1/completions"
 # the default ceilings take the 50,046-phrase slop list (as banned_strings) and its regexes
 slop=$(cd "$here/../.." && pwd)/shared/slop
 if [ -f "$slop/slop_phrase_prob_adjustments_full_list.json" ] && [ -x /usr/bin/python3 ]; then

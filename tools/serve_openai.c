@@ -105,46 +105,23 @@ static bool count_regex(budget *b, const char *param, verr *e) {
     return true;
 }
 
-/* A retry cap (max_retries, max_retries_total) from o into *out, within the server's
- * --max-retries-ceiling; a default above that ceiling comes down to it. */
-static bool get_retries(const cJSON *o, const char *key, budget *b, int32_t *out, verr *e) {
-    double v;
-    bool has;
-    if (!get_num(o, key, 1, 1e9, true, &v, &has, e)) return false;
-    if (has && v > b->A->max_retries)
-        return fail(e, key, "'%s' is %.0f; this server allows at most %d (--max-retries-ceiling)", key, v,
-                    b->A->max_retries);
-    if (has) *out = (int32_t)v;
-    else if (*out > b->A->max_retries) *out = b->A->max_retries;
-    return true;
-}
-
-/* Where get_strings puts each string: a phrase list, or a string list (regexes, Replace's
- * find strings), counted against the budget; `param` names the field in errors. */
+/* Where get_strings puts each string: an option of a strategy's values (a phrase list with
+ * adjustments, regexes, Replace's find strings), counted against the budget; `param`
+ * names the field in errors. */
 typedef struct sink {
-    bt_phrase_list *phrases;
-    strlist        *strings;
-    bool            regex;
-    const char     *param;
-    budget         *b;
+    bt_strategy_options *o;
+    const char          *option; /* the catalog's name of the option */
+    bool                 regex;
+    const char          *param;
+    budget              *b;
 } sink;
 
 static bool add_to_sink(void *user, const char *s, double adj, verr *e) {
     sink *k = user;
-    if (k->phrases) {
-        if (!count_phrase(k->b, k->param, s, e)) return false;
-        if (bt_phrase_list_add(k->phrases, s, strlen(s), (float)adj) != BT_OK)
-            return fail(e, k->param, "phrase \"%.60s\": %s", s, bt_last_error());
-        return true;
-    }
     if (!*s) return fail(e, k->param, "'%s': empty string", k->param);
     if (!(k->regex ? count_regex(k->b, k->param, e) : count_phrase(k->b, k->param, s, e))) return false;
-    strlist *l = k->strings;
-    char **ns = realloc(l->s, (size_t)(l->n + 1) * sizeof *ns);
-    if (!ns) return fail(e, k->param, "out of memory");
-    l->s = ns;
-    if (!(l->s[l->n] = strdup(s))) return fail(e, k->param, "out of memory");
-    l->n++;
+    if (bt_strategy_options_add(k->o, k->option, s, strlen(s), (float)adj) != BT_OK)
+        return fail(e, k->param, "'%s': \"%.60s\": %s", k->param, s, bt_last_error());
     return true;
 }
 
@@ -156,66 +133,132 @@ static bool add_regex_ci(void *user, const char *s, double adj, verr *e) {
     return add_to_sink(user, buf, adj, e);
 }
 
-static void strlist_free(strlist *l) {
-    for (int32_t i = 0; i < l->n; i++) free(l->s[i]);
-    free(l->s);
-    l->s = NULL;
-    l->n = 0;
+/* Is this option one of the retry caps the server's --max-retries-ceiling bounds? */
+static bool is_retry_cap(const bt_option_info *oi) {
+    return strcmp(oi->name, "max_retries") == 0 || strcmp(oi->name, "max_retries_total") == 0;
 }
 
-/* Fields each strategy accepts: anything else is refused (a typo should not pass). */
-static bool only_fields(const cJSON *o, const char *const *allowed, verr *e) {
-    const cJSON *it;
-    cJSON_ArrayForEach(it, o) {
-        bool ok = strcmp(it->string, "name") == 0;
-        for (int i = 0; allowed[i] && !ok; i++) ok = strcmp(it->string, allowed[i]) == 0;
-        if (!ok) return fail(e, "strategies", "unknown field '%s' for this strategy", it->string);
+/* The "fields" of strategy si, for an error message: "a, b, c". */
+static void field_names(const bt_strategy_info *si, char *out, size_t cap) {
+    size_t w = 0;
+    out[0] = 0;
+    for (int32_t i = 0; i < si->n_options && w < cap; i++) {
+        if (si->options[i].kind == BT_OPTION_PATH_LIST) continue;
+        w += (size_t)snprintf(out + w, cap - w, "%s%s", w ? ", " : "", si->options[i].name);
     }
-    return true;
+    if (!out[0]) snprintf(out, cap, "none");
 }
 
-/* Build AntiSlop from a filled list and regexes (both emptied here). */
-static bt_strategy *antislop_from(bt_phrase_list *l, strlist *re, bt_antislop_params *ap,
-                                  const char *param, verr *e) {
-    ap->phrases = l;
-    ap->regexes = (const char *const *)re->s;
-    ap->n_regexes = re->n;
-    bt_strategy *s = bt_antislop_strategy_init(ap);
-    if (!s) fail(e, param, "antislop: %s", bt_last_error());
-    bt_phrase_list_free(l);
-    strlist_free(re);
+/* One field `it` of the strategy object `obj` into its option values: the catalog says
+ * the kind, the range and the name; JSON says the value. */
+static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const cJSON *obj,
+                      const cJSON *it, budget *b, verr *e) {
+    const char *key = it->string;
+    const bt_option_info *oi = bt_option_info_find(si, key);
+    if (oi && strcmp(oi->name, key) != 0) oi = NULL; /* JSON names only, not CLI flags */
+    /* adaptive-temperature's coefficients as one array: "coeffs": [c0, .., c4] */
+    if (!oi && strcmp(key, "coeffs") == 0 && bt_option_info_find(si, "c4")) {
+        if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 5)
+            return fail(e, "strategies", "%s: 'coeffs' must be 5 numbers", si->name);
+        for (int i = 0; i < 5; i++) {
+            const cJSON *x = cJSON_GetArrayItem(it, i);
+            char name[4] = {'c', (char)('0' + i), 0};
+            if (!cJSON_IsNumber(x) || bt_strategy_options_set(o, name, x->valuedouble) != BT_OK)
+                return fail(e, "strategies", "%s: 'coeffs' must be 5 numbers", si->name);
+        }
+        return true;
+    }
+    if (!oi) {
+        char names[512];
+        field_names(si, names, sizeof names);
+        return fail(e, "strategies", "unknown field '%s' for strategy '%s' (its fields: %s)", key,
+                    si->name, names);
+    }
+    switch (oi->kind) {
+    case BT_OPTION_PATH_LIST:
+        return fail(e, key, "%s: '%s' names files, which a server does not read for a client: "
+                            "send their contents", si->name, key);
+    case BT_OPTION_BOOL:
+        if (!cJSON_IsBool(it)) return fail(e, key, "'%s' must be true or false", key);
+        bt_strategy_options_set(o, key, cJSON_IsTrue(it) ? 1 : 0);
+        return true;
+    case BT_OPTION_INT:
+    case BT_OPTION_FLOAT:
+        if (!cJSON_IsNumber(it)) return fail(e, key, "'%s' must be a number", key);
+        if (is_retry_cap(oi) && it->valuedouble > b->A->max_retries &&
+            it->valuedouble == floor(it->valuedouble))
+            return fail(e, key, "'%s' is %.0f; this server allows at most %d (--max-retries-ceiling)",
+                        key, it->valuedouble, b->A->max_retries);
+        if (bt_strategy_options_set(o, key, it->valuedouble) != BT_OK)
+            return fail(e, key, "%s", bt_last_error());
+        return true;
+    case BT_OPTION_TEXT:
+        if (!cJSON_IsString(it)) return fail(e, key, "%s: '%s' must be a string", si->name, key);
+        if (bt_strategy_options_add(o, key, it->valuestring, strlen(it->valuestring), 0.0f) != BT_OK)
+            return fail(e, key, "%s: '%s': %s", si->name, key, bt_last_error());
+        return true;
+    default: { /* TEXT_LIST: strings; PHRASE_LIST: strings or [phrase, adjustment] */
+        if (oi->kind == BT_OPTION_TEXT_LIST && cJSON_IsArray(it)) {
+            const cJSON *x;
+            cJSON_ArrayForEach(x, it) if (!cJSON_IsString(x))
+                return fail(e, key, "'%s' must be a string or an array of strings", key);
+        }
+        sink k = {.o = o, .option = key, .regex = strcmp(key, "regexes") == 0, .param = key, .b = b};
+        return get_strings(obj, key, false, add_to_sink, &k, e);
+    }
+    }
+}
+
+/* A retry cap the request did not give, whose default is above the server's ceiling,
+ * comes down to the ceiling. */
+static void cap_retries(const bt_strategy_info *si, bt_strategy_options *o, budget *b) {
+    for (int32_t i = 0; i < si->n_options; i++) {
+        const bt_option_info *oi = &si->options[i];
+        if (is_retry_cap(oi) && bt_strategy_options_count(o, oi->name) == 0 &&
+            oi->def > b->A->max_retries)
+            bt_strategy_options_set(o, oi->name, b->A->max_retries);
+    }
+}
+
+/* Build from filled option values (freed here); `param` names the field in errors. */
+static bt_strategy *create_from(const bt_strategy_info *si, bt_strategy_options *o, budget *b,
+                                const char *param, verr *e) {
+    cap_retries(si, o, b);
+    bt_strategy *s = bt_strategy_create(o, NULL);
+    if (!s) fail(e, param, "%s: %s", si->name, bt_last_error());
+    bt_strategy_options_free(o);
     return s;
 }
 
-static bt_strategy *make_antislop(const cJSON *o, budget *b, verr *e) {
-    static const char *const fields[] = {"slops", "regexes", "whole_word", "with_variants",
-                                         "keep_index_buffer", "skip_tokens", "max_retries",
-                                         "max_retries_total", NULL};
-    bt_phrase_list *l = bt_phrase_list_new();
-    strlist re = {0};
-    bt_antislop_params ap = bt_antislop_default_params();
-    sink phrases = {.phrases = l, .param = "slops", .b = b};
-    sink regexes = {.strings = &re, .regex = true, .param = "regexes", .b = b};
-    double v;
-    bool has;
-    if (!l) return NULL;
-    if (!only_fields(o, fields, e) || !get_strings(o, "slops", false, add_to_sink, &phrases, e) ||
-        !get_strings(o, "regexes", false, add_to_sink, &regexes, e) ||
-        !get_bool(o, "whole_word", &ap.whole_word, e) ||
-        !get_bool(o, "with_variants", &ap.with_variants, e))
-        goto fail;
-    if (!get_num(o, "keep_index_buffer", 0, 1e6, true, &v, &has, e)) goto fail;
-    if (has) ap.keep_index_buffer = (int32_t)v;
-    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto fail;
-    if (has) ap.skip_tokens = (int32_t)v;
-    if (!get_retries(o, "max_retries", b, &ap.max_retries_per_position, e) ||
-        !get_retries(o, "max_retries_total", b, &ap.max_retries_total, e))
-        goto fail;
-    return antislop_from(l, &re, &ap, "strategies", e);
-fail:
-    bt_phrase_list_free(l);
-    strlist_free(&re);
-    return NULL;
+/* One object of "strategies": {"name": ..., its fields}. */
+static bt_strategy *strategy_from_json(const cJSON *obj, budget *b, verr *e) {
+    const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "name"));
+    const bt_strategy_info *si = bt_strategy_info_find(nm);
+    if (!si || si->terminal) {
+        char names[256] = "";
+        size_t w = 0;
+        for (int32_t i = 0; i < bt_strategy_catalog_size() && w < sizeof names; i++)
+            if (!bt_strategy_catalog_get(i)->terminal)
+                w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", w ? ", " : "",
+                                      bt_strategy_catalog_get(i)->name);
+        fail(e, "strategies", si ? "strategy '%s' needs a person at a terminal; a server offers %s"
+                                 : "unknown strategy '%s' (this server offers %s)", nm, names);
+        return NULL;
+    }
+    bt_strategy_options *o = bt_strategy_options_new(si);
+    if (!o) {
+        fail(e, "strategies", "out of memory");
+        return NULL;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) {
+        if (strcmp(it->string, "name") == 0) continue;
+        if (!set_field(si, o, obj, it, b, e)) {
+            bt_strategy_options_free(o);
+            return NULL;
+        }
+    }
+    return create_from(si, o, b, "strategies", e);
 }
 
 /* The peers' shorthands for AntiSlop, so clients written for them work unchanged:
@@ -223,123 +266,46 @@ fail:
  * ik_llama.cpp's banned_regex and banned_regex_case_insensitive. One AntiSlop for all of
  * them; NULL with e->msg empty when the request names none. */
 static bt_strategy *make_banned(const cJSON *body, budget *b, verr *e) {
-    static const char *const phrase_keys[] = {"banned_strings", "banned_phrases"};
-    bt_phrase_list *l = bt_phrase_list_new();
-    strlist re = {0};
-    bt_antislop_params ap = bt_antislop_default_params();
+    static const char *const keys[] = {"banned_strings", "banned_phrases", "banned_regex",
+                                       "banned_regex_case_insensitive"};
+    const bt_strategy_info *si = bt_strategy_info_find("antislop");
     const char *param = NULL;
-    if (!l) return NULL;
-    if (ap.max_retries_total > b->A->max_retries) ap.max_retries_total = b->A->max_retries;
-    if (ap.max_retries_per_position > b->A->max_retries) ap.max_retries_per_position = b->A->max_retries;
-    for (int k = 0; k < 2; k++) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, phrase_keys[k]);
+    for (int k = 0; k < 4; k++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, keys[k]);
+        if (it && !cJSON_IsNull(it)) param = keys[k];
+    }
+    if (!param) return NULL;
+    bt_strategy_options *o = bt_strategy_options_new(si);
+    if (!o) {
+        fail(e, param, "out of memory");
+        return NULL;
+    }
+    for (int k = 0; k < 2; k++) { /* arrays of strings: hard bans */
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, keys[k]);
         if (!it || cJSON_IsNull(it)) continue;
-        param = phrase_keys[k];
         if (!cJSON_IsArray(it)) {
-            fail(e, param, "'%s' must be an array of strings", param);
+            fail(e, keys[k], "'%s' must be an array of strings", keys[k]);
             goto fail;
         }
-        sink phrases = {.phrases = l, .param = param, .b = b};
+        sink phrases = {.o = o, .option = "slops", .param = keys[k], .b = b};
         const cJSON *x;
         cJSON_ArrayForEach(x, it) {
             if (!cJSON_IsString(x)) {
-                fail(e, param, "'%s' must hold strings", param);
+                fail(e, keys[k], "'%s' must hold strings", keys[k]);
                 goto fail;
             }
             if (!add_to_sink(&phrases, x->valuestring, 0.0, e)) goto fail;
         }
     }
-    const cJSON *r1 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex");
-    const cJSON *r2 = cJSON_GetObjectItemCaseSensitive(body, "banned_regex_case_insensitive");
-    if (r1 && !cJSON_IsNull(r1)) param = "banned_regex";
-    if (r2 && !cJSON_IsNull(r2)) param = "banned_regex_case_insensitive";
-    sink re1 = {.strings = &re, .regex = true, .param = "banned_regex", .b = b};
-    sink re2 = {.strings = &re, .regex = true, .param = "banned_regex_case_insensitive", .b = b};
-    if (!get_strings(body, "banned_regex", false, add_to_sink, &re1, e) ||
-        !get_strings(body, "banned_regex_case_insensitive", false, add_regex_ci, &re2, e))
+    sink re1 = {.o = o, .option = "regexes", .regex = true, .param = keys[2], .b = b};
+    sink re2 = {.o = o, .option = "regexes", .regex = true, .param = keys[3], .b = b};
+    if (!get_strings(body, keys[2], false, add_to_sink, &re1, e) ||
+        !get_strings(body, keys[3], false, add_regex_ci, &re2, e))
         goto fail;
-    if (!param) {
-        bt_phrase_list_free(l);
-        return NULL;
-    }
-    return antislop_from(l, &re, &ap, param, e);
+    return create_from(si, o, b, param, e);
 fail:
-    bt_phrase_list_free(l);
-    strlist_free(&re);
+    bt_strategy_options_free(o);
     return NULL;
-}
-
-static bt_strategy *make_replace(const cJSON *o, budget *b, verr *e) {
-    static const char *const fields[] = {"find", "replace", "max_replacements",
-                                         "max_new_tokens_for_replace", "skip_tokens", "max_prob", NULL};
-    strlist find = {0};
-    sink finds = {.strings = &find, .param = "find", .b = b};
-    bt_strategy *s = NULL;
-    bt_replace_params rp = bt_replace_default_params();
-    const cJSON *repl = cJSON_GetObjectItemCaseSensitive(o, "replace");
-    double v;
-    bool has;
-    if (!only_fields(o, fields, e) || !get_strings(o, "find", true, add_to_sink, &finds, e)) goto done;
-    if (!cJSON_IsString(repl)) {
-        fail(e, "strategies", "replace: 'replace' must be a string");
-        goto done;
-    }
-    rp.find = (const char *const *)find.s;
-    rp.n_find = find.n;
-    rp.replace = repl->valuestring;
-    if (!get_num(o, "max_replacements", 0, 1e9, true, &v, &has, e)) goto done;
-    if (has) rp.max_replacements = (int32_t)v;
-    if (!get_num(o, "max_new_tokens_for_replace", 0, 1e9, true, &v, &has, e)) goto done;
-    if (has) rp.max_new_tokens_for_replace = (int32_t)v;
-    if (!get_num(o, "skip_tokens", 0, 1e9, true, &v, &has, e)) goto done;
-    if (has) rp.skip_tokens = (int32_t)v;
-    if (!get_num(o, "max_prob", 0, 1, false, &v, &has, e)) goto done;
-    if (has) rp.max_prob = (float)v;
-    if (!(s = bt_replace_strategy_init(&rp))) fail(e, "strategies", "replace: %s", bt_last_error());
-done:
-    strlist_free(&find);
-    return s;
-}
-
-static bt_strategy *make_creative(const cJSON *o, verr *e) {
-    static const char *const fields[] = {"top_p_flat", "top_k_threshold_flat", "eos_penalty", NULL};
-    bt_creative_writing_params cp = bt_creative_writing_default_params();
-    double v;
-    bool has;
-    if (!only_fields(o, fields, e)) return NULL;
-    if (!get_num(o, "top_p_flat", 1e-6, 1, false, &v, &has, e)) return NULL;
-    if (has) cp.top_p_flat = (float)v;
-    if (!get_num(o, "top_k_threshold_flat", 1, 1e9, true, &v, &has, e)) return NULL;
-    if (has) cp.top_k_threshold_flat = (int32_t)v;
-    if (!get_num(o, "eos_penalty", 0, 1e6, false, &v, &has, e)) return NULL;
-    if (has) cp.eos_penalty = (float)v;
-    bt_strategy *s = bt_creative_writing_strategy_init(&cp);
-    if (!s) fail(e, "strategies", "creative-writing: %s", bt_last_error());
-    return s;
-}
-
-static bt_strategy *make_adaptive(const cJSON *o, verr *e) {
-    static const char *const fields[] = {"coeffs", NULL};
-    bt_adaptive_temperature_params ap = bt_adaptive_temperature_default_params();
-    if (!only_fields(o, fields, e)) return NULL;
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(o, "coeffs");
-    if (c) {
-        if (!cJSON_IsArray(c) || cJSON_GetArraySize(c) != 5) {
-            fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
-            return NULL;
-        }
-        for (int i = 0; i < 5; i++) {
-            const cJSON *x = cJSON_GetArrayItem(c, i);
-            if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble)) {
-                fail(e, "strategies", "adaptive-temperature: 'coeffs' must be 5 numbers");
-                return NULL;
-            }
-            ap.coeffs[i] = (float)x->valuedouble;
-        }
-    }
-    bt_strategy *s = bt_adaptive_temperature_strategy_init(&ap);
-    if (!s) fail(e, "strategies", "adaptive-temperature: %s", bt_last_error());
-    return s;
 }
 
 /* The request's strategies (NULL with e->msg empty: none asked for), within the server's
@@ -356,29 +322,15 @@ static bt_strategy *build_strategies(server *srv, const cJSON *body, verr *e) {
         }
         const cJSON *o;
         cJSON_ArrayForEach(o, list) {
-            const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "name");
-            bt_strategy *s = NULL;
             if (n == 15) {
                 fail(e, "strategies", "at most 15 strategies");
                 goto fail;
             }
-            if (!cJSON_IsObject(o) || !cJSON_IsString(name)) {
+            if (!cJSON_IsObject(o) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(o, "name"))) {
                 fail(e, "strategies", "each strategy is an object with a \"name\"");
                 goto fail;
             }
-            const char *nm = name->valuestring;
-            static const char *const none[] = {NULL};
-            if (strcmp(nm, "antislop") == 0) s = make_antislop(o, &b, e);
-            else if (strcmp(nm, "replace") == 0) s = make_replace(o, &b, e);
-            else if (strcmp(nm, "creative-writing") == 0) s = make_creative(o, e);
-            else if (strcmp(nm, "adaptive-temperature") == 0) s = make_adaptive(o, e);
-            else if (strcmp(nm, "noop") == 0) s = only_fields(o, none, e) ? bt_noop_strategy_init() : NULL;
-            else if (strcmp(nm, "debug") == 0) s = only_fields(o, none, e) ? bt_debug_strategy_init(NULL) : NULL;
-            else {
-                fail(e, "strategies", "unknown strategy '%s' (antislop, replace, creative-writing, "
-                                      "adaptive-temperature, debug, noop; human-guidance needs a terminal)", nm);
-                goto fail;
-            }
+            bt_strategy *s = strategy_from_json(o, &b, e);
             if (!s) goto fail;
             parts[n++] = s;
         }
