@@ -57,7 +57,7 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p
     while :; do
-        p=$((30000 + RANDOM % 20000))
+        p=$((10000 + RANDOM % 20000)) # below the ephemeral range (32768-60999)
         port_free "$p" && { echo "$p"; return; }
     done
 }

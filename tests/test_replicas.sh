@@ -34,33 +34,49 @@ ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-base=$((40000 + ($$ * 3) % 20000))
-ports=()
-for p in $(seq "$base" $((base + 60))); do
-    port_free "$p" && ports+=("$p")
-    [ ${#ports[@]} = 3 ] && break
-done
-lb=${ports[0]}
-r=("${ports[1]}" "${ports[2]}")
+# below Linux's ephemeral range (32768-60999), where a client's own port can block a bind
+next_port=$((10000 + ($$ * 3) % 20000))
+# free_port: sets $port to the next port nothing listens on (another test may take it
+# meanwhile: the servers started on it check that they did start)
+free_port() {
+    while ! port_free "$next_port"; do next_port=$((next_port + 1)); done
+    port=$next_port
+    next_port=$((next_port + 1))
+}
 declare -A rpid
+r=()
 
-# start_replica I: replica I on its port, waits for /health
+# start_replica I [PORT]: replica I on PORT (default: a free one, another one if it was
+# taken meanwhile), waits for its /health; sets r[I] and rpid[I]
 start_replica() {
-    local p=${r[$1]}
-    "$bin" serve -m "$model" --port "$p" --parallel 2 -c 1024 --chat-template chatml \
-        2>>"$tmp/replica-$p.log" &
-    rpid[$1]=$!
-    pids+=($!)
-    for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$p/health" >/dev/null && return 0
-        sleep 0.1
+    local p try
+    for try in 1 2 3 4 5; do
+        if [ -n "${2:-}" ]; then p=$2; else free_port; p=$port; fi
+        "$bin" serve -m "$model" --port "$p" --parallel 2 -c 1024 --chat-template chatml \
+            2>>"$tmp/replica-$p.log" &
+        rpid[$1]=$!
+        pids+=($!)
+        for _ in $(seq 1 100); do
+            kill -0 "${rpid[$1]}" 2>/dev/null || break # it could not listen there
+            if curl -sf "http://127.0.0.1:$p/health" >/dev/null; then
+                r[$1]=$p
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "${rpid[$1]}" 2>/dev/null
+        wait "${rpid[$1]}" 2>/dev/null
+        [ -n "${2:-}" ] && [ "$try" -ge 3 ] && break
+        sleep 0.5
     done
-    echo "replica on $p did not start:" >&2
-    cat "$tmp/replica-$p.log" >&2
+    echo "replica $1 did not start:" >&2
+    cat "$tmp"/replica-*.log >&2
     return 1
 }
 start_replica 0 || exit 1
 start_replica 1 || exit 1
+free_port
+lb=$port
 
 bash "$deploy/render.sh" -f 2s -m 1 "$tmp/nginx" "127.0.0.1:$lb" "127.0.0.1:${r[0]}" "127.0.0.1:${r[1]}" >/dev/null ||
     { echo "render.sh failed" >&2; exit 1; }
@@ -68,10 +84,18 @@ NG=(-p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log")
 "$nginx" -t "${NG[@]}" 2>"$tmp/nginx-t.log" || { cat "$tmp/nginx-t.log" >&2; exit 1; }
 "$nginx" "${NG[@]}" 2>>"$tmp/nginx/error.log" &
 pids+=($!)
+# diag: what nginx and the replicas said
+diag() {
+    for f in "$tmp"/nginx/error.log "$tmp"/nginx/access.log "$tmp"/replica-*.log; do
+        [ -f "$f" ] && { echo "--- $f"; cat "$f"; }
+    done >&2
+}
+up=0
 for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$lb/health" >/dev/null && break
+    curl -sf "http://127.0.0.1:$lb/health" >/dev/null && { up=1; break; }
     sleep 0.1
 done
+[ "$up" = 1 ] || { echo "nginx on $lb does not answer" >&2; diag; exit 1; }
 U="http://127.0.0.1:$lb"
 
 # served I: how many requests replica I has answered (its own /health)
@@ -129,6 +153,7 @@ read -r s3 c3 <<<"$last"
 if [ "$s1$s2$s3" = 200200200 ]; then ok; else bad "conversation statuses $s1 $s2 $s3"; fi
 if [ "$w1" != -1 ] && [ "$w1" = "$w2" ] && [ "$w2" = "$w3" ]; then ok; else bad "the conversation moved: replicas $w1 $w2 $w3"; fi
 if [ "$c1" = 0 ] && [ "$c2" -gt 0 ] && [ "$c3" -gt "$c2" ]; then ok; else bad "cached tokens did not grow: $c1 $c2 $c3"; fi
+[ "$w1" != -1 ] || { echo "the conversation reached no replica: $s1 $s2 $s3" >&2; diag; exit 1; }
 home=$w1
 other=$((1 - home))
 if [ "$(served "$other")" = 0 ]; then ok; else bad "the other replica served part of the conversation"; fi
@@ -160,7 +185,7 @@ if [ "$n0" = 2 ] && [ "$n1" = 2 ]; then ok; else bad "header-less requests not s
 loop=$!
 pids+=("$loop")
 for _ in $(seq 1 100); do
-    [ "$(wc -l <"$tmp/loop.log" 2>/dev/null || echo 0)" -ge 4 ] && break
+    [ -f "$tmp/loop.log" ] && [ "$(wc -l <"$tmp/loop.log")" -ge 4 ] && break
     sleep 0.05
 done
 before=$(served "$other")
@@ -179,10 +204,10 @@ if [ "$w" = "$other" ] && [ "${last%% *}" = 200 ]; then ok; else bad "after the 
 route conv-1 "$m2"; w=$rep
 s=${last%% *}
 if [ "$w" = "$other" ] && [ "$s" = 200 ]; then ok; else bad "second turn after the kill: replica $w, $last"; fi
-if grep -q "127.0.0.1:${r[$home]}.*failed\|connect() failed" "$tmp/nginx/error.log"; then ok; else bad "nginx did not notice the dead replica: $(cat "$tmp/nginx/error.log")"; fi
+if grep "failed" "$tmp/nginx/error.log" | grep -q "upstream: \"http://127.0.0.1:${r[$home]}/"; then ok; else bad "nginx did not notice the dead replica: $(cat "$tmp/nginx/error.log")"; fi
 
 # 4. restarted, the replica gets its sessions back after fail_timeout (2 s here)
-start_replica "$home" || exit 1
+start_replica "$home" "${r[$home]}" || exit 1
 prev=()
 sleep 2.5
 back=-1
@@ -193,9 +218,6 @@ for _ in 1 2 3 4 5; do
 done
 if [ "$back" = "$home" ]; then ok; else bad "the session did not return to its restarted replica ($back)"; fi
 
-if [ "$fail" != 0 ]; then
-    echo "--- nginx access log" >&2
-    cat "$tmp/nginx/access.log" >&2
-fi
+[ "$fail" = 0 ] || diag
 echo "test_replicas: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -37,7 +37,8 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # start_worker: an rpc-server on a free port; sets $wport and $wpid
 start_worker() {
-    local base=$((30000 + ($$ * 7 + ${#workers[@]} * 101) % 20000))
+    # below Linux's ephemeral range (32768-60999), where a client's own port blocks a bind
+    local base=$((10000 + ($$ * 7 + ${#workers[@]} * 101) % 20000))
     for try in 0 1 2 3 4 5 6 7 8 9; do
         wport=$((base + try * 13))
         port_free "$wport" || continue
@@ -135,8 +136,13 @@ complete() { # PORT: the greedy completion's text
         "http://127.0.0.1:$1/v1/completions" |
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(j.choices[0].text+"|rewinds="+j.backtrack.rewinds)})'
 }
-sp1=$((p1 + 1))
-sp2=$((p1 + 2))
+next_free() { # PORT: the first port from PORT on that nothing listens on
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+sp1=$(next_free $((p1 + 1)))
+sp2=$(next_free $((sp1 + 1)))
 if start_server "$sp1" && start_server "$sp2" --rpc "$rpc" -ngl 99; then
     a=$(complete "$sp1")
     b=$(complete "$sp2")
