@@ -316,7 +316,7 @@ if [ ! -d "$here/server/node_modules/openai" ]; then
     echo "FAIL: tests/server/node_modules missing (scripts/setup.sh runs npm ci there)" >&2
     fail=$((fail + 1))
 else
-    if BT_SERVER="$U/v1" node --test --test-reporter=spec "$here/server/openai.test.mjs" >"$tmp/node.log" 2>&1; then
+    if BT_SERVER="$U/v1" BT_CLI="$bin" BT_MODEL="$model" node --test --test-reporter=spec "$here/server/openai.test.mjs" "$here/server/logprobs.test.mjs" >"$tmp/node.log" 2>&1; then
         ok
     else
         bad "openai client tests"

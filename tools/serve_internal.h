@@ -35,6 +35,8 @@
 
 /* ==== Records ================================================================ */
 
+typedef struct req_obs req_obs;
+
 typedef struct request request;
 struct request {
     pthread_mutex_t mu;
@@ -52,6 +54,12 @@ struct request {
     size_t            max_stop;
     bt_token         *toks;     /* the prompt, tokenized once at parse time */
     bt_logit_bias    *bias;     /* the request's logit_bias (owned), or NULL */
+    int32_t           logprobs; /* alternatives per token asked (top_logprobs, or the
+                                   completions' logprobs); -1: no logprobs            */
+    bool              trace;    /* "backtrack": {"trace": true}                       */
+    req_obs          *obs;      /* what the worker's observer collects (owned), or NULL */
+    int32_t           lp_sent;  /* streaming: released tokens whose logprobs went out  */
+    int32_t           trace_sent; /* streaming: trace events that went out             */
     int32_t           n_prompt;
     int               slot;     /* the slot that served it, -1 before */
     /* what happened */
@@ -182,6 +190,26 @@ void slots_shutdown(server *srv);
  * over; free what is still queued. False when a worker is still running (stuck in a
  * long step): the process must then exit without freeing what the worker uses. */
 bool slots_join(server *srv, int started);
+
+/* ==== serve_observe.c: logprobs and the trace, from the library's observer ========== */
+
+/* Collect for one request: logprobs with n_top alternatives (-1: none) for up to cap
+ * continuation positions, and/or the trace. `mu` is the request's r->mu (taken when
+ * publishing what the HTTP thread reads). NULL when memory runs out. */
+req_obs *req_obs_new(pthread_mutex_t *mu, bt_provider *p, int32_t n_top, bool trace, int32_t cap);
+void     req_obs_free(req_obs *o);
+/* The bt_observer_fn to install with `o` as its user pointer. */
+void     req_obs_observe(void *user, const bt_event *ev);
+/* The rest read under r->mu. Released tokens whose text ends within the first nbytes of
+ * the output (a prefix: logprobs go out with the text they belong to). */
+int32_t  req_obs_tokens_within(const req_obs *o, size_t nbytes);
+/* OpenAI's chat "content" array for released tokens [from, to) (end tokens left out). */
+cJSON   *req_obs_chat_logprobs(const req_obs *o, int32_t from, int32_t to);
+/* The completions' logprobs object (tokens, token_logprobs, top_logprobs, text_offset). */
+cJSON   *req_obs_completion_logprobs(const req_obs *o, int32_t from, int32_t to, size_t offset0);
+/* The trace events [from, *to) as an array (*to: the count so far). */
+cJSON   *req_obs_trace(const req_obs *o, int32_t from, int32_t *to);
+bool     req_obs_trace_truncated(const req_obs *o);
 
 /* ==== serve_openai.c: OpenAI's wire format ====================================== */
 

@@ -348,6 +348,43 @@ fail:
     return NULL;
 }
 
+/* OpenAI's logprobs: chat takes "logprobs": true with "top_logprobs" in [0, 20]; the
+ * completions endpoint takes "logprobs": N in [0, 5] (N alternatives). The values come
+ * from the distribution each token was finally drawn from, after the strategies. */
+static bool get_logprobs(const cJSON *b, bool chat, request *r, verr *e) {
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(b, "logprobs");
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(b, "top_logprobs");
+    double v;
+    bool has;
+    r->logprobs = -1;
+    if (chat) {
+        bool on = false;
+        if (!get_bool(b, "logprobs", &on, e)) return false;
+        if (!get_num(b, "top_logprobs", 0, 20, true, &v, &has, e)) return false;
+        if (has && !on) return fail(e, "top_logprobs", "'top_logprobs' needs \"logprobs\": true");
+        if (on) r->logprobs = has ? (int32_t)v : 0;
+        return true;
+    }
+    if (top && !cJSON_IsNull(top))
+        return fail(e, "top_logprobs", "'top_logprobs' is for chat; completions take \"logprobs\": N");
+    if (!lp || cJSON_IsNull(lp) || cJSON_IsFalse(lp)) return true;
+    if (!get_num(b, "logprobs", 0, 5, true, &v, &has, e)) return false;
+    r->logprobs = (int32_t)v;
+    return true;
+}
+
+/* This server's request extension: "backtrack": {"trace": true} returns the generation's
+ * events (docs/trace.md) in the response, or with the stream's chunks. */
+static bool get_extension(const cJSON *b, request *r, verr *e) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(b, "backtrack");
+    if (!x || cJSON_IsNull(x)) return true;
+    if (!cJSON_IsObject(x)) return fail(e, "backtrack", "'backtrack' must be an object");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, x) if (strcmp(it->string, "trace") != 0)
+        return fail(e, "backtrack", "unknown field '%s' in 'backtrack' (known: trace)", it->string);
+    return get_bool(x, "trace", &r->trace, e);
+}
+
 /* ==== Request parsing ================================================================ */
 
 static bool add_stop(void *user, const char *s, double adj, verr *e) {
@@ -388,8 +425,8 @@ static bool join_parts(const cJSON *parts, char **out, verr *e) {
  * by name, never silently ignored. */
 static bool refuse_unimplemented(const cJSON *b, verr *e) {
     static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call",
-                                         "response_format", "json_schema", "grammar", "logprobs",
-                                         "top_logprobs", "best_of", "echo", "suffix", "audio",
+                                         "response_format", "json_schema", "grammar",
+                                         "best_of", "echo", "suffix", "audio",
                                          "modalities", "prediction", "n_probs"};
     for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(b, fields[i]);
@@ -581,6 +618,7 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
 
     /* llama-server's field: false starts this request cold and leaves nothing cached */
     if (!get_bool(b, "cache_prompt", &r->sp.cache_prompt, e)) return false;
+    if (!get_logprobs(b, chat, r, e) || !get_extension(b, r, e)) return false;
 
     /* tokenized once: to route the request to the slot that caches most of it, and to
      * check that it leaves room in the context */
@@ -615,6 +653,30 @@ static void add_usage(cJSON *root, const request *r) {
     cJSON_AddNumberToObject(d, "cached_tokens", r->st.n_prompt_cached);
 }
 
+/* choices[0].logprobs for released tokens [from, to): null unless the request asked. */
+static void add_logprobs(cJSON *c, const request *r, int32_t from, int32_t to) {
+    if (r->logprobs < 0 || !r->obs) {
+        cJSON_AddNullToObject(c, "logprobs");
+        return;
+    }
+    if (!r->chat) {
+        cJSON_AddItemToObject(c, "logprobs", req_obs_completion_logprobs(r->obs, from, to, 0));
+        return;
+    }
+    cJSON *lp = cJSON_AddObjectToObject(c, "logprobs");
+    cJSON_AddItemToObject(lp, "content", req_obs_chat_logprobs(r->obs, from, to));
+    cJSON_AddNullToObject(lp, "refusal");
+}
+
+/* backtrack.trace: the events [from, ...) when the request asked; *to gets the count. */
+static void add_trace(cJSON *root, const request *r, int32_t from, int32_t *to) {
+    if (!r->trace || !r->obs) return;
+    cJSON *b = cJSON_GetObjectItemCaseSensitive(root, "backtrack");
+    if (!b) b = cJSON_AddObjectToObject(root, "backtrack");
+    cJSON_AddItemToObject(b, "trace", req_obs_trace(r->obs, from, to));
+    if (req_obs_trace_truncated(r->obs)) cJSON_AddTrueToObject(b, "trace_truncated");
+}
+
 /* This server's extension: the generation's statistics ("backtrack"). */
 static void add_stats(cJSON *root, const request *r) {
     cJSON *b = cJSON_AddObjectToObject(root, "backtrack");
@@ -643,17 +705,19 @@ cJSON *openai_completion_json(server *srv, const request *r) {
     cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
     cJSON_AddNumberToObject(c, "index", 0);
+    int32_t n_lp = req_obs_tokens_within(r->obs, r->out_len);
     if (r->chat) {
         cJSON *m = cJSON_AddObjectToObject(c, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
         cJSON_AddStringToObject(m, "content", r->out ? r->out : "");
     } else {
         cJSON_AddStringToObject(c, "text", r->out ? r->out : "");
-        cJSON_AddNullToObject(c, "logprobs");
     }
+    add_logprobs(c, r, 0, n_lp);
     cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
     add_usage(root, r);
     add_stats(root, r);
+    add_trace(root, r, 0, NULL);
     return root;
 }
 
@@ -691,15 +755,20 @@ char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, b
         if (len > 0 && t) cJSON_AddStringToObject(d, "content", t);
     } else {
         cJSON_AddStringToObject(c, "text", t ? t : "");
-        cJSON_AddNullToObject(c, "logprobs");
     }
     free(t);
+    /* the logprobs of the tokens whose text this chunk completes */
+    int32_t upto = req_obs_tokens_within(r->obs, final ? r->out_len : r->sent + len);
+    if (upto < r->lp_sent) upto = r->lp_sent;
+    add_logprobs(c, r, r->lp_sent, upto);
+    r->lp_sent = upto;
     if (final) {
         cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
         add_stats(root, r);
     } else {
         cJSON_AddNullToObject(c, "finish_reason");
     }
+    add_trace(root, r, r->trace_sent, &r->trace_sent);
     if (r->include_usage) cJSON_AddNullToObject(root, "usage");
     char *js = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);

@@ -23,6 +23,7 @@ request *request_new(void) {
     pthread_cond_init(&r->cv, NULL);
     r->refs = 1;
     r->slot = -1;
+    r->logprobs = -1; /* none unless asked */
     static unsigned long long counter;
     snprintf(r->id, sizeof r->id, "cmpl-%llx%04llx", (unsigned long long)time(NULL),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) & 0xffff);
@@ -38,6 +39,7 @@ void request_unref(request *r) {
     free(r->prompt);
     free(r->toks);
     free(r->bias);
+    req_obs_free(r->obs);
     bt_strategy_free(r->strategy);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->out);
@@ -164,6 +166,22 @@ static void *worker(void *arg) {
         if (!smp) {
             rc = BT_ERR_INVALID_ARG;
             snprintf(err, sizeof err, "%s", bt_last_error());
+        } else if (r->logprobs >= 0 || r->trace) { /* logprobs and the trace: an observer */
+            int32_t cap = bt_provider_n_ctx(sl->provider) - r->n_prompt;
+            req_obs *o = req_obs_new(&r->mu, sl->provider, r->logprobs, r->trace, cap);
+            int32_t n_top = r->logprobs > 0 ? r->logprobs : 0;
+            if (r->trace && n_top < 5) n_top = 5; /* the replay page shows alternatives */
+            if (!o || bt_sampler_set_observer(smp, req_obs_observe, o, n_top) != BT_OK) {
+                req_obs_free(o);
+                rc = BT_ERR_NOMEM;
+                snprintf(err, sizeof err, "out of memory for this request's logprobs or trace");
+                bt_sampler_free(smp);
+                smp = NULL;
+            } else {
+                pthread_mutex_lock(&r->mu);
+                r->obs = o;
+                pthread_mutex_unlock(&r->mu);
+            }
         }
         /* published before the cancelled check: a cancel from now on reaches the sampler */
         pthread_mutex_lock(&r->mu);
