@@ -19,6 +19,9 @@ if [ ! -f "$libdir/libggml-rpc.so" ] || [ ! -x "$rpcdir/rpc-server" ]; then
     echo "(skipped: no RPC build in $libdir: run BT_LLAMA_RPC=1 scripts/get-llama.sh)"
     exit 77
 fi
+# under ASan: llama.cpp's RPC backend keeps its per-worker objects until exit, by design
+here=$(cd "$(dirname "$0")" && pwd)
+export LSAN_OPTIONS="suppressions=$here/lsan-llama-rpc.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 tmp=$(mktemp -d)
 workers=()
 others=()
