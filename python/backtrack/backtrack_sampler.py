@@ -95,6 +95,9 @@ class BacktrackSampler:
         self._smp = None
         self._smp_key = None
         self._running = False
+        self._lock = threading.Lock()  # _running, _cur and _cancelled, against cancel()
+        self._cur = None         # the bt_sampler * the running generation uses
+        self._cancelled = False  # cancel() reached it
         with _bridge.calling() as ctx:
             self._prov, self._prov_owned = _provider_ptr(provider)
         ctx.reraise()
@@ -133,9 +136,14 @@ class BacktrackSampler:
             C.bt_sampler_free(smp)
 
     def cancel(self):
-        """End the running generation at its next step (callable from any thread)."""
-        if self._smp:
-            C.bt_sampler_cancel(self._smp)
+        """End the running generation at its next step (callable from any thread). Does
+        nothing when no generation runs: the library would keep such a cancel for the next
+        generation of its C sampler, so a late one (after the text ended) costs that C
+        sampler instead (the next generation starts on a fresh one)."""
+        with self._lock:
+            if self._running and self._cur:
+                C.bt_sampler_cancel(self._cur)
+                self._cancelled = True
 
     # ---- parameters --------------------------------------------------------------------
 
@@ -304,7 +312,8 @@ class BacktrackSampler:
             raise RuntimeError("a generation is already running on this sampler or provider: "
                                "finish or close() its generator first")
         ctx.sampler = sampler()
-        self._running = True
+        with self._lock:
+            self._running, self._cur, self._cancelled = True, ctx.sampler, False
         pid = id(self.provider)
         _busy.add(pid)
         if hasattr(self.provider, "_busy"):
@@ -324,13 +333,16 @@ class BacktrackSampler:
                 C.bt_sampler_cancel(ctx.sampler)
             if t.ident is not None:
                 t.join()
-            self._running = False
+            with self._lock:
+                self._running, self._cur = False, None
+                cancelled, self._cancelled = self._cancelled, False
             _busy.discard(pid)
             if hasattr(self.provider, "_busy"):
                 self.provider._busy = False
             self.stats = Stats.from_c(st)
-            if not finished or ctx.exc is not None or "exc" in res:
-                # a cancel may still be pending on that C sampler: start from a fresh one
+            if not finished or cancelled or ctx.exc is not None or "exc" in res:
+                # a cancel may still be pending on that C sampler (one that landed after
+                # its loop ended is kept for its next generation): start from a fresh one
                 self._drop_sampler()
         if "exc" in res:
             raise res["exc"]
