@@ -387,9 +387,13 @@ def _s_backtrack(s, v):
         cont = _continuation(v.contents)
         n0 = len(cont)
         r = rec.backtrack(cont)
-        if r is None:
-            return 0
-        return max(0, n0 - len(r))
+        if r is None:  # popped in place (the original's ChainStrategy reads the list it passed)
+            r = cont
+        n = n0 - len(r)
+        if n < 0:
+            raise ValueError(f"{type(rec.obj).__name__}.backtrack() returned {len(r)} tokens for "
+                             f"a continuation of {n0}: it can only keep a prefix of it")
+        return n
     except BaseException as e:
         _fail(e)
         return 0
@@ -493,13 +497,19 @@ class _PyProvider:
             raise TypeError(f"{type(obj).__name__}: the vocabulary size is unknown: define "
                             "get_vocab_size() (or an n_vocab attribute) returning a positive int")
         self.n_ctx = _int_attr(obj, ("n_ctx", "get_context_size"), 4096)
+        # how encode takes the flag: by keyword as the original calls it
+        # (encode(prompt, add_special_tokens=True)), else second positionally, else not at all
         try:
-            sig = inspect.signature(self.encode)
-            ps = [p for p in sig.parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            self.encode_special = len(ps) >= 2 or "add_special_tokens" in sig.parameters
+            ps = inspect.signature(self.encode).parameters
+            if "add_special_tokens" in ps or any(p.kind == p.VAR_KEYWORD for p in ps.values()):
+                self.encode_special = "keyword"
+            elif len([p for p in ps.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]) >= 2:
+                self.encode_special = "positional"
+            else:
+                self.encode_special = None
         except (TypeError, ValueError):
-            self.encode_special = True
+            self.encode_special = "keyword"
         self.name = (type(obj).__name__).encode("utf-8", "replace")
         self.tok = [None] * self.n_vocab
         self.held = 0
@@ -517,7 +527,9 @@ class _PyProvider:
             self.eos = frozenset(int(x) for x in e)
 
     def tokenize(self, text, add_special):
-        if self.encode_special:
+        if self.encode_special == "keyword":
+            toks = self.encode(text, add_special_tokens=add_special)
+        elif self.encode_special == "positional":
             toks = self.encode(text, add_special)
         else:
             toks = self.encode(text)

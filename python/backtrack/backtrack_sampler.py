@@ -202,8 +202,8 @@ class BacktrackSampler:
         ids) as the strategy releases them.
 
         As the original: max_length (prompt + continuation; None: the context),
-        max_new_tokens (None: no limit), temperature, top_k (None or 0: off), top_p,
-        min_p. Beyond it: seed (None: random; see .stats.seed), repeat_penalty,
+        max_new_tokens (None: no limit; 0: nothing), temperature, top_k (None or 0: off),
+        top_p, min_p. Beyond it: seed (None: random; see .stats.seed), repeat_penalty,
         repeat_last_n, frequency_penalty, presence_penalty and logit_bias ({token: bias})
         as llama.cpp's, max_steps (0: 8 per token + 64), add_special / parse_special for
         the prompt's tokenization, cache_prompt (reuse the provider's cache of the last
@@ -257,6 +257,9 @@ class BacktrackSampler:
             if not toks:
                 raise ValueError("the prompt is empty")
         self._sampler_for(*params, **kw)  # bad parameters raise now, not at the first token
+        if params[1] is not None and int(params[1]) == 0:
+            # the original stops before the first token (the library takes 0 as no limit)
+            return self._nothing(kw["seed"] if "seed" in kw else params[6])
 
         def sampler():
             # again when the iteration starts: another call may have replaced the C sampler
@@ -266,6 +269,13 @@ class BacktrackSampler:
             return self._sampler_for(*params, **kw)
 
         return self._stream(sampler, data, toks, text_mode)
+
+    def _nothing(self, seed):
+        """The generation of max_new_tokens=0: no token, and nothing run."""
+        self.stats = Stats(0, 0, 0, 0, 0, 0, 0, 0, 0, "max_new_tokens",
+                           int(seed) if seed is not None and seed >= 0 else 0, 0.0, 0.0, 0)
+        return
+        yield
 
     def _stream(self, sampler, data, toks, text_mode):
         """Run bt_generate on a worker thread; yield what its release callback queues."""

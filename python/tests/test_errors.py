@@ -204,7 +204,7 @@ def test_one_generation_at_a_time_per_provider(provider):
 def test_cancel_from_another_thread(provider):
     sampler = BacktrackSampler(provider)
     out = []
-    for tok in sampler.generate(PROMPT, max_new_tokens=0, seed=2):  # until the context is full
+    for tok in sampler.generate(PROMPT, max_new_tokens=None, seed=2):  # until the context is full
         out.append(tok)
         if len(out) == 5:
             threading.Thread(target=sampler.cancel).start()

@@ -12,13 +12,13 @@ class ReplaceStrategy(CStrategy):
 
     find: a string or a list of strings; replace: the replacement text.
     max_replacements, max_new_tokens_for_replace: limits (None or sys.maxsize: none);
-    skip_tokens: matches starting in the first N tokens are left alone. Beyond the
-    original: max_prob (1.0): replace only where the model's probability for the first
-    replaced token was <= max_prob.
+    skip_tokens: matches starting in the first N tokens are left alone; max_prob (None:
+    1.0, the original's default): replace only where the model's probability for the first
+    replaced token was <= max_prob. The arguments are the original's, in its order.
     """
 
     def __init__(self, provider=None, find=None, replace=None, max_replacements=None,
-                 max_new_tokens_for_replace=None, skip_tokens=0, *, max_prob=None):
+                 max_new_tokens_for_replace=None, skip_tokens=0, max_prob=None):
         self.provider = provider
         finds = [s.encode("utf-8") for s in strs(find, "find")]
         if replace is None:
