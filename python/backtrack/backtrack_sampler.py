@@ -10,6 +10,7 @@ from . import _bridge
 from .errors import BacktrackError
 from .provider.base_provider import BaseProvider
 from .strategy._c_strategy import CStrategy
+from .strategy.chain_strategy import ChainStrategy
 from .strategy.base_strategy import BaseStrategy
 
 
@@ -46,7 +47,11 @@ class Stats:
 
 
 _DONE = object()
-_busy = set()  # id() of the providers a generation runs on
+_busy = set()  # id() of the providers and strategies a generation runs on
+_busy_lock = threading.Lock()
+_BUSY_MSG = ("a generation is already running on this sampler, its provider or its strategy "
+             "(a strategy keeps per-generation state: one generation at a time): finish or "
+             "close() its generator first")
 
 
 def _provider_ptr(provider):
@@ -144,6 +149,20 @@ class BacktrackSampler:
             if self._running and self._cur:
                 C.bt_sampler_cancel(self._cur)
                 self._cancelled = True
+
+    def _resources(self):
+        """id() of what one generation uses exclusively: the provider, the strategy and,
+        for a ChainStrategy, its members (a C strategy's state, and a Python strategy's,
+        belongs to the one generation that runs it)."""
+        keys = {id(self.provider)}
+        todo = [self.strategy] if self.strategy is not None else []
+        while todo:
+            st = todo.pop()
+            if id(st) not in keys:
+                keys.add(id(st))
+                if isinstance(st, ChainStrategy):
+                    todo.extend(st.strategies)
+        return keys
 
     # ---- parameters --------------------------------------------------------------------
 
@@ -243,9 +262,8 @@ class BacktrackSampler:
             raise TypeError("the provider comes first: BacktrackSampler(provider, strategy)")
         if self._strat is not None and isinstance(self.strategy, CStrategy):
             self.strategy._c_ptr()  # still ours (not taken over by a chain since)
-        if self._running or id(self.provider) in _busy:
-            raise RuntimeError("a generation is already running on this sampler or provider: "
-                               "finish or close() its generator first")
+        if self._running or self._resources() & _busy:
+            raise RuntimeError(_BUSY_MSG)
         if isinstance(prompt, str):
             data = prompt.encode("utf-8")
             if not data:
@@ -318,14 +336,19 @@ class BacktrackSampler:
     def _consume(self, q, ctx, st, res, work, sampler):
         # a generator of its own, so that generate() checks its arguments at once
         t = threading.Thread(target=work, name="backtrack-generate", daemon=True)
-        if self._running or id(self.provider) in _busy:  # another generator started first
-            raise RuntimeError("a generation is already running on this sampler or provider: "
-                               "finish or close() its generator first")
-        ctx.sampler = sampler()
+        keys = self._resources()
+        with _busy_lock:  # claim the provider and the strategies (another generator may
+            if self._running or keys & _busy:  # have started first, on any thread)
+                raise RuntimeError(_BUSY_MSG)
+            _busy.update(keys)
+        try:
+            ctx.sampler = sampler()
+        except BaseException:
+            with _busy_lock:
+                _busy.difference_update(keys)
+            raise
         with self._lock:
             self._running, self._cur, self._cancelled = True, ctx.sampler, False
-        pid = id(self.provider)
-        _busy.add(pid)
         if hasattr(self.provider, "_busy"):
             self.provider._busy = True
         finished = False
@@ -346,7 +369,8 @@ class BacktrackSampler:
             with self._lock:
                 self._running, self._cur = False, None
                 cancelled, self._cancelled = self._cancelled, False
-            _busy.discard(pid)
+            with _busy_lock:
+                _busy.difference_update(keys)
             if hasattr(self.provider, "_busy"):
                 self.provider._busy = False
             self.stats = Stats.from_c(st)

@@ -203,7 +203,9 @@ class LlamacppProvider:
             check(iface.rewind(ctx, int(nr)))
 
     def reset(self):
-        """Forget the held sequence and its cache."""
+        """Forget the held sequence and its cache (not while a generation runs on it)."""
+        if self._busy:
+            raise RuntimeError("a generation is running on this provider")
         C.bt_provider_reset(self._c_provider())
 
     # ---- chat templates ------------------------------------------------------------------
