@@ -45,11 +45,12 @@ _tls = threading.local()
 
 class CallContext:
     """Collects the first exception raised by a Python callback during one C call."""
-    __slots__ = ("exc", "sampler", "stopping", "prev")
+    __slots__ = ("exc", "sampler", "owner", "stopping", "prev")
 
     def __init__(self, sampler=None):
         self.exc = None
         self.sampler = sampler   # the bt_sampler * to cancel, if a generation runs
+        self.owner = None        # what keeps that bt_sampler alive (arrays over its buffers)
         self.stopping = False    # a callback failed: the rest of this call is a no-op
         self.prev = None
 
@@ -124,11 +125,14 @@ def uninstall_log():
 # ==== Arrays over C memory ===========================================================
 
 
-def float_array(addr, n):
-    """n floats at addr, writable, without a copy."""
+def float_array(addr, n, owner=None):
+    """n floats at addr, writable, without a copy. `owner` (the object whose life holds
+    that memory) is kept alive by the array and every view of it."""
+    base = (c_float * n).from_address(addr)
+    base._owner = owner
     if np is not None:
-        return np.frombuffer((c_float * n).from_address(addr), dtype=np.float32)
-    return (c_float * n).from_address(addr)
+        return np.frombuffer(base, dtype=np.float32)
+    return base
 
 
 def to_floats(obj, n, what):
@@ -224,11 +228,17 @@ class _PyStrategy:
 
     # ---- arrays --------------------------------------------------------------------
 
-    def logits(self, addr, n):
-        if self.logits_key != (addr, n):
-            self.logits_view = float_array(addr, n)
-            self.logits_key = (addr, n)
+    def logits(self, addr, n, owner):
+        """The sampler's logits buffer as an array that keeps `owner` (the C sampler)
+        alive: a strategy may keep it past the call without reading freed memory."""
+        if self.logits_key != (addr, n, id(owner)):
+            self.logits_view = float_array(addr, n, owner)
+            self.logits_key = (addr, n, id(owner))
         return self.logits_view
+
+    def forget_views(self):
+        """End of a generation: the record no longer keeps that C sampler alive."""
+        self.logits_view = self.logits_key = None
 
     def candidates(self, cd):
         """A numpy structured view of the candidate array (its capacity is n_vocab)."""
@@ -337,7 +347,8 @@ def _s_on_logits(s, v, logits):
     try:
         rec = _srec(s)
         vv = v.contents
-        arr = rec.logits(logits, vv.n_vocab)
+        ctx = getattr(_tls, "ctx", None)
+        arr = rec.logits(logits, vv.n_vocab, ctx.owner if ctx is not None else None)
         r = rec.on_logits(arr, _continuation(vv))
         if r is not None and r is not arr:
             _copy_into(arr, r, vv.n_vocab, "on_logits' result")
@@ -426,8 +437,12 @@ def _s_keep_index(s, v):
 
 @C.S_RESET
 def _s_reset(s):
+    rec = _srec(s)
+    rec.forget_views()
+    if rec.reset is None:
+        return
     try:
-        _srec(s).reset()
+        rec.reset()
     except BaseException as e:
         _fail(e)
 
@@ -456,8 +471,7 @@ def strategy_handle(obj, base):
         iface.on_rewind = _s_on_rewind
     if rec.get_keep_index:
         iface.keep_index = _s_keep_index
-    if rec.reset:
-        iface.reset = _s_reset
+    iface.reset = _s_reset  # always: it also lets go of the arrays over the sampler
     iface.free = _s_free
     rec.iface = iface  # C borrows it: it lives in the record
     key = _register(rec)

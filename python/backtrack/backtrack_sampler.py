@@ -82,6 +82,25 @@ def _bias_array(logit_bias):
     return arr, len(pairs)
 
 
+class _CSampler:
+    """Owns one bt_sampler *, freed when the last reference goes: the BacktrackSampler's,
+    a running generation's, or a logits array a Python strategy kept past its call (that
+    array is the C sampler's own buffer, handed over without a copy: freeing the sampler
+    under it made reading it a use after free)."""
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __del__(self):
+        ptr, self.ptr = self.ptr, None
+        if ptr:
+            try:
+                C.bt_sampler_free(ptr)
+            except Exception:  # interpreter shutdown
+                pass
+
+
 class BacktrackSampler:
     """BacktrackSampler(provider, strategy): the generation loop of libbacktrack.
 
@@ -136,9 +155,8 @@ class BacktrackSampler:
             pass
 
     def _drop_sampler(self):
-        smp, self._smp, self._smp_key = self._smp, None, None
-        if smp:
-            C.bt_sampler_free(smp)
+        # freed now, or when the last logits array a strategy kept is gone (_CSampler)
+        self._smp, self._smp_key = None, None
 
     def cancel(self):
         """End the running generation at its next step (callable from any thread). Does
@@ -204,9 +222,10 @@ class BacktrackSampler:
             return self._smp
         self._drop_sampler()
         with _bridge.calling() as ctx:
-            smp = C.bt_sampler_init(self._prov, self._strat, ctypes.byref(p))
+            ptr = C.bt_sampler_init(self._prov, self._strat, ctypes.byref(p))
+        smp = _CSampler(ptr) if ptr else None  # owned from here, also if reraise raises
         ctx.reraise()
-        if not smp:
+        if smp is None:
             raise BacktrackError(C.last_error() or "bt_sampler_init failed")
         self._smp, self._smp_key = smp, key
         return smp
@@ -342,7 +361,8 @@ class BacktrackSampler:
                 raise RuntimeError(_BUSY_MSG)
             _busy.update(keys)
         try:
-            ctx.sampler = sampler()
+            ctx.owner = sampler()  # the generation's reference to its C sampler
+            ctx.sampler = ctx.owner.ptr
         except BaseException:
             with _busy_lock:
                 _busy.difference_update(keys)
