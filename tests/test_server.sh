@@ -336,6 +336,75 @@ if [ -d "$here/server/node_modules/openai" ]; then
     grep -E "✔|✖|tests |pass |fail " "$tmp/reuse.log" | sed 's/^/  /'
     grep -q "✖" "$tmp/reuse.log" && sed -n '/✖/,+20p' "$tmp/reuse.log" | head -60 >&2
 fi
+# ==== review (issue 11, cold review of the server) ====================================
+# A queued request whose client gives up leaves the queue at once: its place goes to a
+# client that still waits (before: the dead entry kept the queue full, and every new
+# request got a 503 until the running generation ended)
+p6=$((port + 5))
+start "$p6" --parallel 1 --queue 1 -c 4096 || exit 1
+U6="http://127.0.0.1:$p6"
+hold='{"prompt":"Once upon a time","max_tokens":-1,"strategies":[{"name":"antislop","slops":["zzqx"],"keep_index_buffer":100000}]}'
+curl -s -o /dev/null "${J[@]}" -d "$hold" "$U6/v1/completions" &
+others+=($!)
+for _ in $(seq 1 100); do
+    curl -s "$U6/health" | grep -q '"slots_busy":1' && break
+    sleep 0.05
+done
+for mode in whole stream; do
+    body='{"prompt":"Once","max_tokens":4}'
+    [ "$mode" = stream ] && body='{"prompt":"Once","max_tokens":4,"stream":true}'
+    c0=$(metric "$U6" 'backtrack_requests_total{outcome="cancelled"}')
+    curl -sN -o /dev/null "${J[@]}" -d "$body" "$U6/v1/completions" &
+    waiter=$!
+    for _ in $(seq 1 100); do
+        curl -s "$U6/health" | grep -q '"queued":1' && break
+        sleep 0.05
+    done
+    kill "$waiter"; wait "$waiter" 2>/dev/null
+    for _ in $(seq 1 20); do
+        curl -s "$U6/health" | grep -q '"queued":0' && break
+        sleep 0.05
+    done
+    # the next client is queued (it times out waiting), not refused with a 503
+    code=$(curl -s -m 1 -o "$tmp/q.json" -w '%{http_code}' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "$U6/v1/completions")
+    c1=$(metric "$U6" 'backtrack_requests_total{outcome="cancelled"}')
+    if [ "$code" = 000 ] && [ "$c1" -ge $((c0 + 1)) ]; then ok
+    else bad "review: a $mode client that left its queue place: the next got $code $(head -c 200 "$tmp/q.json"), cancelled $c0 -> $c1, $(curl -s "$U6/health")"; fi
+    for _ in $(seq 1 20); do # the timed-out one leaves too
+        curl -s "$U6/health" | grep -q '"queued":0' && break
+        sleep 0.05
+    done
+done
+# a request that arrives on an open connection after SIGTERM (its body still on the way
+# when the signal came) is refused at once with a 503, and the server exits at once
+# (before: it sat in the stopped queue until the 3 s grace ran out, and its connection was
+# closed without an answer)
+node --input-type=module -e '
+import net from "node:net";
+const [port, pid] = process.argv.slice(1).map(Number);
+const body = JSON.stringify({ prompt: "Once upon a time", max_tokens: 4 });
+const s = net.connect(port, "127.0.0.1");
+let out = "";
+s.on("data", (d) => (out += d));
+s.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n` + body.slice(0, 5));
+await new Promise((r) => setTimeout(r, 300));
+const t0 = Date.now();
+process.kill(pid, "SIGTERM");
+await new Promise((r) => setTimeout(r, 200));
+s.write(body.slice(5));
+s.on("close", () => console.log(Date.now() - t0, out.split("\r\n")[0], out.slice(out.indexOf("{"))));
+' "$p6" "${pids[${#pids[@]}-1]}" >"$tmp/late.txt" 2>&1
+wait "${pids[${#pids[@]}-1]}"
+rc=$?
+unset 'pids[${#pids[@]}-1]'
+for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
+others=()
+read -r late_ms late_status <"$tmp/late.txt"
+if [ "$rc" = 0 ] && [ "${late_ms:-9999}" -lt 1500 ] && grep -q 'HTTP/1.1 503' "$tmp/late.txt" &&
+   grep -q '"type":"server_shutting_down"' "$tmp/late.txt"; then ok
+else bad "review: a request on an open connection after SIGTERM: exit $rc, $(head -c 300 "$tmp/late.txt")"; fi
+# ==== end of review ===================================================================
+
 # SIGTERM under load: two slots busy with generations whose strategy holds all their text
 # back (no release, so only the sampler's cancel can stop them), one of them streamed, three
 # more queued: the server exits 0 at once and every client gets an answer (503, or the

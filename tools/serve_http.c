@@ -182,12 +182,11 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     return (ssize_t)n;
 }
 
-/* The stream is over, or the client went away: cancel what is left. */
+/* The stream is over, or the client went away: cancel what is left (a request still
+ * queued leaves the queue). */
 static void stream_free(void *cls) {
     stream_ctx *sc = cls;
-    pthread_mutex_lock(&sc->r->mu);
-    if (!sc->r->done) request_cancel_locked(sc->r);
-    pthread_mutex_unlock(&sc->r->mu);
+    slots_withdraw(sc->srv, sc->r);
     request_unref(sc->r);
     free(sc);
 }
@@ -225,9 +224,7 @@ static enum MHD_Result answer_stream(server *srv, struct MHD_Connection *c, requ
                                    : NULL;
     if (!resp) {
         free(sc);
-        pthread_mutex_lock(&r->mu);
-        request_cancel_locked(r);
-        pthread_mutex_unlock(&r->mu);
+        slots_withdraw(srv, r);
         request_unref(r);
         return MHD_NO;
     }
@@ -252,14 +249,12 @@ static enum MHD_Result answer_whole(server *srv, struct MHD_Connection *c, reque
     while (!r->done) {
         wait_a_moment(r);
         if (r->done) break;
-        if ((gone = client_gone(fd))) {
-            request_cancel_locked(r);
-            break;
-        }
+        if ((gone = client_gone(fd))) break;
         if ((late = serve_grace_over(srv))) break;
     }
     bool shutdown = r->shutdown || late;
     pthread_mutex_unlock(&r->mu);
+    if (gone) slots_withdraw(srv, r); /* cancelled; out of the queue if still there */
     enum MHD_Result rc;
     if (gone)
         rc = MHD_NO; /* close the connection: nobody listens */
@@ -297,8 +292,12 @@ static enum MHD_Result handle_generate(server *srv, struct MHD_Connection *c, bo
         metrics_outcome(srv, OUTCOME_INVALID);
         return send_error(c, 400, "invalid_request_error", e.param[0] ? e.param : NULL, "%s", e.msg);
     }
-    if (!slots_enqueue(srv, r)) { /* counted as busy */
+    enqueue_result q = slots_enqueue(srv, r); /* a refusal is counted there */
+    if (q != ENQ_OK) {
         request_unref(r);
+        if (q == ENQ_STOPPING)
+            return send_error(c, 503, "server_shutting_down", NULL,
+                              "the server is shutting down; the request was not run");
         return send_error(c, 503, "server_busy", NULL,
                           "all %d slots are busy and %d requests wait: try again later",
                           srv->n_slots, srv->args.queue);

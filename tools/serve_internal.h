@@ -175,8 +175,15 @@ void request_unref(request *r);
  * next step even when its strategy holds all text back. Caller holds r->mu. */
 void request_cancel_locked(request *r);
 
-/* Queue a request (the queue takes a reference); false when the queue is full. */
-bool slots_enqueue(server *srv, request *r);
+/* Queue a request (the queue takes a reference): ENQ_OK, or ENQ_FULL when the queue is
+ * full, ENQ_STOPPING once the server stops (refused: nothing would run it). */
+typedef enum enqueue_result { ENQ_OK, ENQ_FULL, ENQ_STOPPING } enqueue_result;
+enqueue_result slots_enqueue(server *srv, request *r);
+
+/* A request whose client left: cancel it, and if no slot has taken it yet, take it out of
+ * the queue at once (it is done, counted as cancelled) so that its place goes to a client
+ * that still waits. Caller holds no lock. */
+void slots_withdraw(server *srv, request *r);
 
 /* Start one worker thread per slot (the slots' providers and fallbacks set). Returns how
  * many started; fewer than srv->n_slots means a failure. */

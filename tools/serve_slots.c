@@ -228,14 +228,21 @@ static void *worker(void *arg) {
     }
 }
 
-/* Queue a request; false when the queue is full. */
-bool slots_enqueue(server *srv, request *r) {
+/* Queue a request; ENQ_FULL when the queue is full, ENQ_STOPPING once the server stops
+ * (a request that arrives then on a connection opened before would wait in a queue that
+ * nothing serves until the grace period ran out). */
+enqueue_result slots_enqueue(server *srv, request *r) {
     pthread_mutex_lock(&srv->mu);
+    if (srv->stop) {
+        metrics_outcome_locked(srv, OUTCOME_SHUTDOWN);
+        pthread_mutex_unlock(&srv->mu);
+        return ENQ_STOPPING;
+    }
     int free_slots = srv->n_slots - srv->n_running - srv->n_waiting;
     if (free_slots <= 0 && srv->n_waiting >= srv->args.queue) {
         metrics_outcome_locked(srv, OUTCOME_BUSY);
         pthread_mutex_unlock(&srv->mu);
-        return false;
+        return ENQ_FULL;
     }
     pthread_mutex_lock(&r->mu);
     r->refs++;
@@ -247,7 +254,37 @@ bool slots_enqueue(server *srv, request *r) {
     srv->n_waiting++;
     dispatch(srv);
     pthread_mutex_unlock(&srv->mu);
-    return true;
+    return ENQ_OK;
+}
+
+void slots_withdraw(server *srv, request *r) {
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) request_cancel_locked(r);
+    pthread_mutex_unlock(&r->mu);
+    /* srv->mu first (the lock order), then find r among the waiting: a worker that took it
+     * took it out of the queue under this same lock; after the stop, slots_shutdown and
+     * slots_join own what is queued */
+    bool found = false;
+    pthread_mutex_lock(&srv->mu);
+    for (request **pp = &srv->head, *prev = NULL; !srv->stop && *pp; prev = *pp, pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            if (srv->tail == r) srv->tail = prev;
+            r->next = NULL;
+            srv->n_waiting--;
+            srv->n_served++;
+            srv->n_cancelled++;
+            metrics_outcome_locked(srv, OUTCOME_CANCELLED);
+            found = true;
+            break;
+        }
+    pthread_mutex_unlock(&srv->mu);
+    if (!found) return; /* running (it ends at its next step), finished, or never queued */
+    pthread_mutex_lock(&r->mu);
+    r->done = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    request_unref(r); /* the queue's reference */
 }
 
 /* ==== Start and stop ========================================================== */
