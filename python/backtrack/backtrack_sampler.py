@@ -1,7 +1,10 @@
 """BacktrackSampler: the original's sampler, running libbacktrack's generation loop."""
+import contextlib
+import contextvars
 import ctypes
 import math
 import queue
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -47,6 +50,16 @@ class Stats:
 
 
 _DONE = object()
+
+
+def _no_grad():
+    """torch.no_grad() when torch is loaded, as the original's @torch.no_grad() generate:
+    the Python callbacks run on the generating thread, which the caller's grad mode (per
+    thread in torch) does not reach."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "no_grad"):
+        return torch.no_grad()
+    return contextlib.nullcontext()
 _busy = set()  # id() of the providers and strategies a generation runs on
 _busy_lock = threading.Lock()
 _BUSY_MSG = ("a generation is already running on this sampler, its provider or its strategy "
@@ -336,7 +349,7 @@ class BacktrackSampler:
         def work():
             try:
                 smp = ctx.sampler
-                with ctx:
+                with ctx, _no_grad():
                     if toks is None:
                         rc = C.bt_generate(smp, data, len(data), cb, None, ctypes.byref(st))
                     else:
@@ -354,7 +367,9 @@ class BacktrackSampler:
 
     def _consume(self, q, ctx, st, res, work, sampler):
         # a generator of its own, so that generate() checks its arguments at once
-        t = threading.Thread(target=work, name="backtrack-generate", daemon=True)
+        # the callbacks run on that thread: with the caller's context variables
+        t = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+                             name="backtrack-generate", daemon=True)
         keys = self._resources()
         with _busy_lock:  # claim the provider and the strategies (another generator may
             if self._running or keys & _busy:  # have started first, on any thread)
