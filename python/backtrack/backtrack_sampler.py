@@ -362,6 +362,9 @@ class BacktrackSampler:
                 res["exc"] = e
             finally:
                 q.put(_DONE)
+                end = res.pop("end", None)  # see _consume: finalized on this thread
+                if end is not None:
+                    end()
 
         return self._consume(q, ctx, st, res, work, sampler)
 
@@ -396,23 +399,32 @@ class BacktrackSampler:
                     break
                 yield item
         finally:
+            def end():
+                with self._lock:
+                    self._running, self._cur = False, None
+                    cancelled, self._cancelled = self._cancelled, False
+                with _busy_lock:
+                    _busy.difference_update(keys)
+                if hasattr(self.provider, "_busy"):
+                    self.provider._busy = False
+                self.stats = Stats.from_c(st)
+                if not finished or cancelled or ctx.exc is not None or "exc" in res:
+                    # a cancel may still be pending on that C sampler (one that landed
+                    # after its loop ended is kept for its next generation): start from a
+                    # fresh one
+                    self._drop_sampler()
+
             if not finished:  # the caller stopped early: end the generation, wait for it
                 ctx.stopping = True
                 C.bt_sampler_cancel(ctx.sampler)
-            if t.ident is not None:
-                t.join()
-            with self._lock:
-                self._running, self._cur = False, None
-                cancelled, self._cancelled = self._cancelled, False
-            with _busy_lock:
-                _busy.difference_update(keys)
-            if hasattr(self.provider, "_busy"):
-                self.provider._busy = False
-            self.stats = Stats.from_c(st)
-            if not finished or cancelled or ctx.exc is not None or "exc" in res:
-                # a cancel may still be pending on that C sampler (one that landed after
-                # its loop ended is kept for its next generation): start from a fresh one
-                self._drop_sampler()
+            if t is threading.current_thread():
+                # closed by the cyclic collector inside a callback of this very generation:
+                # the C loop is still on this thread's stack, so end() runs when it returns
+                res["end"] = end
+            else:
+                if t.ident is not None:
+                    t.join()
+                end()
         if "exc" in res:
             raise res["exc"]
         ctx.reraise()

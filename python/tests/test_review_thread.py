@@ -2,8 +2,10 @@
 that iterates: they still see the caller's context variables, and run without autograd as
 the original's @torch.no_grad() generate() does."""
 import contextvars
+import gc
 import sys
 import threading
+import time
 import types
 
 import pytest
@@ -70,3 +72,45 @@ def test_python_callbacks_run_without_autograd(real, monkeypatch):
     m = Model()
     list(BacktrackSampler(m).generate(MPROMPT, max_new_tokens=5, seed=1))
     assert grad and not any(grad)
+
+
+def test_a_generator_collected_on_its_own_generating_thread(provider):
+    """A running generator dropped inside a reference cycle is finalized by the cyclic
+    collector, which may run on any thread: also on the generating thread, in a Python
+    callback (any allocation can trigger it). Its clean-up joined that very thread
+    (RuntimeError, ignored in a finalizer) and never released the provider: every later
+    generation on it said 'already running'."""
+    go = threading.Event()
+
+    class CollectAt5(BaseStrategy):
+        def on_logits(self, logits, continuation_tokens):
+            if len(continuation_tokens) == 5 and not go.is_set():
+                go.wait(10)
+                gc.collect()  # what an allocation in a callback may trigger
+            return logits
+
+    s = BacktrackSampler(provider, CollectAt5())
+
+    class Holder:
+        pass
+
+    gc.disable()  # only the collect above may free the cycle
+    try:
+        h = Holder()
+        h.me = h
+        h.gen = s.generate(PROMPT, max_new_tokens=200, seed=1)
+        next(h.gen)
+        del h
+        go.set()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert len(list(s.generate(PROMPT, max_new_tokens=5, seed=1))) == 5
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        gc.enable()
+    assert list(BacktrackSampler(provider).generate(PROMPT, max_new_tokens=5, seed=1))
