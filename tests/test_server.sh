@@ -403,6 +403,24 @@ read -r late_ms late_status <"$tmp/late.txt"
 if [ "$rc" = 0 ] && [ "${late_ms:-9999}" -lt 1500 ] && grep -q 'HTTP/1.1 503' "$tmp/late.txt" &&
    grep -q '"type":"server_shutting_down"' "$tmp/late.txt"; then ok
 else bad "review: a request on an open connection after SIGTERM: exit $rc, $(head -c 300 "$tmp/late.txt")"; fi
+# the peers' sampler fields (llama-server's, SillyTavern's text completion): a value that
+# would change the output, for a sampler this server does not have, is refused by name
+# (before: accepted and ignored without a word); their neutral values (what SillyTavern
+# sends by default) and OpenAI's neutral best_of 1 / n_probs 0 are accepted
+for f in '"typical_p":0.9' '"typical":0.9' '"tfs_z":0.95' '"mirostat":2' '"mirostat_mode":1' '"dynatemp_range":0.5' '"dry_multiplier":0.8' '"xtc_probability":0.5' '"top_n_sigma":1.5' '"nsigma":1' '"top_a":0.2' '"ignore_eos":true' '"ban_eos_token":true' '"min_tokens":10' '"min_keep":5' '"smoothing_factor":0.3' '"best_of":2' '"n_probs":5' '"suffix":"x"' '"grammar":"root ::= \"a\""'; do
+    name=$(sed 's/^"\([a-z_]*\)".*/\1/' <<<"$f")
+    expect 400 "'$name' is not supported by this server\",\"type\":\"invalid_request_error\",\"param\":\"$name\"" "${J[@]}" -d "{\"prompt\":\"x\",$f}" "$U/v1/completions"
+done
+st='"prompt":"Once upon a time","max_tokens":4,"max_new_tokens":4,"n_predict":4,"typical_p":1,"typical":1,"tfs":1,"top_a":0,"min_length":0,"min_tokens":0,"smoothing_factor":0,"dry_multiplier":0,"xtc_probability":0,"xtc_threshold":0.1,"nsigma":0,"top_n_sigma":0,"min_keep":0,"mirostat":0,"mirostat_mode":0,"ignore_eos":false,"ban_eos_token":false,"best_of":1,"n_probs":0,"suffix":"","grammar":"","echo":false,"modalities":["text"]'
+expect 200 '"completion_tokens":4' "${J[@]}" -d "{$st}" "$U/v1/completions"
+# llama-server's n_predict is its max_tokens (before: ignored, the server's -n applied)
+expect 200 '"completion_tokens":3,' "${J[@]}" -d '{"prompt":"Once upon a time","n_predict":3}' "$U/v1/completions"
+expect 200 '"completion_tokens":2,' "${J[@]}" -d '{"prompt":"Once upon a time","n_predict":3,"max_tokens":2}' "$U/v1/completions"
+# seed -1 is a random seed, as llama-server and the CLI's --seed -1 (before: 400)
+s1=$(curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2,"seed":-1}' "$U/v1/completions" | grep -o '"seed":"[0-9]*"')
+s2=$(curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2,"seed":-1}' "$U/v1/completions" | grep -o '"seed":"[0-9]*"')
+[ -n "$s1" ] && [ -n "$s2" ] && [ "$s1" != "$s2" ] && ok || bad "review: seed -1 should draw a random seed: '$s1' '$s2'"
+expect 400 "'seed' must be" "${J[@]}" -d '{"prompt":"x","seed":-2}' "$U/v1/completions"
 # ==== end of review ===================================================================
 
 # SIGTERM under load: two slots busy with generations whose strategy holds all their text

@@ -422,25 +422,73 @@ static bool join_parts(const cJSON *parts, char **out, verr *e) {
 }
 
 /* Fields that would change the output and that this server does not implement: refused
- * by name, never silently ignored. */
+ * by name, never silently ignored. The peers' sampler fields (llama-server's, and what
+ * SillyTavern's text completion sends along) are refused only for a value that would
+ * change something: their neutral values, which such clients send by default, pass. */
+typedef enum neutral_kind {
+    NEUTRAL_NONE,      /* any value (but null or false) is refused                   */
+    NEUTRAL_NUMBER,    /* the number `v` is neutral                                  */
+    NEUTRAL_AT_MOST,   /* any number <= `v` is neutral (off)                         */
+    NEUTRAL_AT_LEAST,  /* any number >= `v` is neutral (off)                         */
+    NEUTRAL_EMPTY      /* "" is neutral                                              */
+} neutral_kind;
+
+typedef struct unimplemented {
+    const char  *name;
+    neutral_kind kind;
+    double       v;
+} unimplemented;
+
+static const unimplemented UNIMPLEMENTED[] = {
+    /* OpenAI's */
+    {"tools", NEUTRAL_NONE, 0},           {"tool_choice", NEUTRAL_NONE, 0},
+    {"functions", NEUTRAL_NONE, 0},       {"function_call", NEUTRAL_NONE, 0},
+    {"response_format", NEUTRAL_NONE, 0}, {"audio", NEUTRAL_NONE, 0},
+    {"modalities", NEUTRAL_NONE, 0},      {"prediction", NEUTRAL_NONE, 0},
+    {"best_of", NEUTRAL_NUMBER, 1},       {"echo", NEUTRAL_NONE, 0},
+    {"suffix", NEUTRAL_EMPTY, 0},
+    /* llama-server's and the text-completion peers' */
+    {"json_schema", NEUTRAL_NONE, 0},     {"grammar", NEUTRAL_EMPTY, 0},
+    {"n_probs", NEUTRAL_NUMBER, 0},       {"typical_p", NEUTRAL_AT_LEAST, 1},
+    {"typical", NEUTRAL_AT_LEAST, 1},     {"tfs_z", NEUTRAL_AT_LEAST, 1},
+    {"tfs", NEUTRAL_AT_LEAST, 1},         {"mirostat", NEUTRAL_NUMBER, 0},
+    {"mirostat_mode", NEUTRAL_NUMBER, 0}, {"dynatemp_range", NEUTRAL_AT_MOST, 0},
+    {"dry_multiplier", NEUTRAL_AT_MOST, 0}, {"xtc_probability", NEUTRAL_AT_MOST, 0},
+    {"top_n_sigma", NEUTRAL_AT_MOST, 0},  {"nsigma", NEUTRAL_AT_MOST, 0},
+    {"top_a", NEUTRAL_AT_MOST, 0},        {"ignore_eos", NEUTRAL_NONE, 0},
+    {"ban_eos_token", NEUTRAL_NONE, 0},   {"min_tokens", NEUTRAL_AT_MOST, 0},
+    {"min_keep", NEUTRAL_AT_MOST, 0},     {"smoothing_factor", NEUTRAL_AT_MOST, 0},
+};
+
+/* Whether `it` is a value of field f that changes nothing. */
+static bool is_neutral(const unimplemented *f, const cJSON *it) {
+    if (cJSON_IsNull(it) || cJSON_IsFalse(it)) return true;
+    if ((strcmp(f->name, "tools") == 0 || strcmp(f->name, "functions") == 0) && cJSON_IsArray(it) &&
+        cJSON_GetArraySize(it) == 0)
+        return true; /* an empty tool list asks for nothing */
+    if (strcmp(f->name, "tool_choice") == 0 && cJSON_IsString(it) && strcmp(it->valuestring, "none") == 0)
+        return true;
+    if (strcmp(f->name, "modalities") == 0 && cJSON_IsArray(it) && cJSON_GetArraySize(it) == 1 &&
+        cJSON_IsString(it->child) && strcmp(it->child->valuestring, "text") == 0)
+        return true; /* text out: what this server does anyway */
+    if (strcmp(f->name, "response_format") == 0) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
+        return cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0;
+    }
+    switch (f->kind) {
+    case NEUTRAL_NUMBER: return cJSON_IsNumber(it) && it->valuedouble == f->v;
+    case NEUTRAL_AT_MOST: return cJSON_IsNumber(it) && it->valuedouble <= f->v;
+    case NEUTRAL_AT_LEAST: return cJSON_IsNumber(it) && it->valuedouble >= f->v;
+    case NEUTRAL_EMPTY: return cJSON_IsString(it) && it->valuestring[0] == '\0';
+    default: return false;
+    }
+}
+
 static bool refuse_unimplemented(const cJSON *b, verr *e) {
-    static const char *const fields[] = {"tools", "tool_choice", "functions", "function_call",
-                                         "response_format", "json_schema", "grammar",
-                                         "best_of", "echo", "suffix", "audio",
-                                         "modalities", "prediction", "n_probs"};
-    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(b, fields[i]);
-        if (!it || cJSON_IsNull(it) || cJSON_IsFalse(it)) continue;
-        if ((strcmp(fields[i], "tools") == 0 || strcmp(fields[i], "functions") == 0) &&
-            cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0)
-            continue; /* an empty tool list asks for nothing */
-        if (strcmp(fields[i], "tool_choice") == 0 && cJSON_IsString(it) && strcmp(it->valuestring, "none") == 0)
-            continue;
-        if (strcmp(fields[i], "response_format") == 0) {
-            const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
-            if (cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0) continue;
-        }
-        return fail(e, fields[i], "'%s' is not supported by this server", fields[i]);
+    for (size_t i = 0; i < sizeof UNIMPLEMENTED / sizeof *UNIMPLEMENTED; i++) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(b, UNIMPLEMENTED[i].name);
+        if (!it || is_neutral(&UNIMPLEMENTED[i], it)) continue;
+        return fail(e, UNIMPLEMENTED[i].name, "'%s' is not supported by this server", UNIMPLEMENTED[i].name);
     }
     return true;
 }
@@ -584,9 +632,10 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     bool has;
     /* as llama-server: any positive count; the end of the context stops the text
      * ("length") whatever max_tokens says. Current OpenAI clients send
-     * max_completion_tokens instead: it wins when both are given. */
-    static const char *const max_keys[] = {"max_tokens", "max_completion_tokens"};
-    for (int k = 0; k < 2; k++) {
+     * max_completion_tokens instead: it wins when both are given; llama-server's own name,
+     * n_predict, counts when neither OpenAI name is given. */
+    static const char *const max_keys[] = {"n_predict", "max_tokens", "max_completion_tokens"};
+    for (int k = 0; k < 3; k++) {
         if (!get_num(b, max_keys[k], -1, INT32_MAX, true, &v, &has, e)) return false;
         if (has && v == 0) return fail(e, max_keys[k], "'%s' must be >= 1 (or -1: no limit)", max_keys[k]);
         if (has) r->sp.max_new_tokens = v < 0 ? 0 : (int32_t)v; /* -1: llama-server's "no limit" */
@@ -609,8 +658,9 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
     if (has) r->sp.top_k = (int32_t)v;
     if (!get_num(b, "min_p", 0, 1, false, &v, &has, e)) return false;
     if (has) r->sp.min_p = (float)v;
-    if (!get_num(b, "seed", 0, 9007199254740991.0, true, &v, &has, e)) return false;
-    if (has) r->sp.seed = (uint64_t)v;
+    /* -1: a random seed, as llama-server's and the CLI's --seed -1 */
+    if (!get_num(b, "seed", -1, 9007199254740991.0, true, &v, &has, e)) return false;
+    if (has) r->sp.seed = v < 0 ? BT_SEED_RANDOM : (uint64_t)v;
     if (!get_num(b, "n", 1, 1, true, &v, &has, e)) return fail(e, "n", "only n = 1 is supported");
     if (!get_bool(b, "stream", &r->stream, e)) return false;
     if (!get_stream_options(b, r, e)) return false;
