@@ -196,5 +196,44 @@ elif grep -q "cannot reach RPC worker" "$tmp/e.err"; then ok; else bad "server: 
 gen one "${G[@]}" -n 60 --rpc "127.0.0.1:$p1" -ngl 99
 same local one "greedy text over the remaining worker"
 
+# ==== review (issue 14) ====
+# Every command here runs under `timeout`: a hang is a failure, not a stuck CI job.
+# expect_error_t WORDS ARGS...: as expect_error, within 60 s
+expect_error_t() {
+    local words=$1
+    shift
+    timeout 60 "$bin" -m "$model" -p "Once" -n 4 "$@" >"$tmp/e.out" 2>"$tmp/e.err"
+    local rc=$?
+    if [ "$rc" = 1 ] && grep -q "$words" "$tmp/e.err"; then ok; else bad "review: $* -> rc $rc: $(cat "$tmp/e.err")"; fi
+}
+# Two names of one worker: ggml's client opens one connection per name, and rpc-server
+# serves one connection at a time, so the second name's HELLO waited forever (a hang at
+# model load, no timeout). Found by this review: now refused before anything is loaded.
+expect_error_t "the same worker" --rpc "localhost:$p1,127.0.0.1:$p1" -ngl 99
+expect_error_t "the same worker" --rpc "127.0.0.1:$p1,127.1:$p1" -ngl 99
+# 0.0.0.0 reaches this machine's loopback worker too (no name compare can see that: the
+# worker, held busy by the first check, does not answer the second)
+expect_error_t "the same worker as an earlier endpoint" --rpc "127.0.0.1:$p1,0.0.0.0:$p1" -ngl 99
+expect_error_t "listed twice" --rpc "127.0.0.1:$p1,127.0.0.1:$p1" -ngl 99
+# the whole list is checked for syntax (and its length) before any worker is contacted:
+# a busy worker first (this shell holds its only connection) no longer hides a bad entry
+exec 3<>"/dev/tcp/127.0.0.1/$p1"
+expect_error_t "the port must be 1 to 65535" --rpc "127.0.0.1:$p1,127.0.0.1:65536" -ngl 99
+exec 3<&-
+dead=$(next_free $((p2 + 1)))
+many=$(for i in $(seq 1 17); do printf '127.0.0.1:%d,' "$dead"; done)
+expect_error_t "at most 16" --rpc "${many%,}" -ngl 99
+# endpoint syntax (no defect found; kept as regression checks)
+expect_error_t "bad host" --rpc "[::1]:$p1" -ngl 99
+expect_error_t "is not HOST:PORT" --rpc "::1:$p1" -ngl 99
+expect_error_t "the port must be 1 to 65535" --rpc "127.0.0.1:0" -ngl 99
+expect_error_t "the port must be 1 to 65535" --rpc "127.0.0.1:$p1 " -ngl 99
+expect_error_t "bad host" --rpc "127.0.0.1:$p1, 127.0.0.1:$p1" -ngl 99
+expect_error_t "an empty endpoint" --rpc "127.0.0.1:$p1," -ngl 99
+expect_error_t "an empty endpoint" --rpc "" -ngl 99
+# after all of that the worker still serves
+gen one_after "${G[@]}" -n 60 --rpc "127.0.0.1:$p1" -ngl 99
+same local one_after "greedy text over the worker after the review's refused lists"
+
 echo "test_rpc: $pass passed, $fail failed"
 [ "$fail" = 0 ]

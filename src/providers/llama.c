@@ -242,13 +242,15 @@ static int rpc_io(int fd, void *buf, size_t n, bool out) {
 }
 
 /* Connect to host:port without blocking past the timeout: to the host's first IPv4
- * address, the one ggml's client will use. */
-static int rpc_connect(const char *ep, const char *host, const char *port, int *fd_out) {
+ * address, the one ggml's client will use (its address in *addr). */
+static int rpc_connect(const char *ep, const char *host, const char *port, int *fd_out,
+                       struct sockaddr_in *addr) {
     struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *a = NULL;
     int gai = getaddrinfo(host, port, &hints, &a);
     if (gai != 0)
         return bt__fail(BT_ERR_IO, "RPC worker '%s': cannot resolve '%s': %s", ep, host,
                         gai_strerror(gai));
+    memcpy(addr, a->ai_addr, sizeof *addr);
     int err = 0;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
@@ -270,32 +272,98 @@ static int rpc_connect(const char *ep, const char *host, const char *port, int *
                     ep, strerror(err));
 }
 
-/* Check that `ep` answers the RPC protocol's HELLO with a version this ggml speaks, on
- * a connection of its own (closed again: rpc-server then waits for the next client). */
-static int rpc_probe(const char *ep, const char *host, const char *port) {
-    int fd = -1, rc = rpc_connect(ep, host, port, &fd);
-    if (rc != BT_OK) return rc;
+/* Check that the worker connected on fd answers the RPC protocol's HELLO with a version
+ * this ggml speaks. `held`: connections to earlier endpoints are open (a worker reached
+ * by two names is busy with the first), for the message. The caller closes fd. */
+static int rpc_hello(int fd, const char *ep, bool held) {
     unsigned char req[1 + 8 + RPC_CAPS_SIZE] = {RPC_CMD_HELLO};
     uint64_t size = RPC_CAPS_SIZE; /* host byte order, as ggml sends it */
     memcpy(req + 1, &size, 8);
     unsigned char rsp[4 + RPC_CAPS_SIZE];
-    if (rpc_io(fd, req, sizeof req, true) != 0 || rpc_io(fd, &size, 8, false) != 0) {
-        rc = bt__fail(BT_ERR_IO, "RPC worker '%s' does not answer llama.cpp's RPC greeting "
-                      "within %d s: %s (not an rpc-server, or a busy one: rpc-server serves "
-                      "one client at a time)", ep, RPC_TIMEOUT_MS / 1000, strerror(errno));
-    } else if (size != sizeof rsp || rpc_io(fd, rsp, sizeof rsp, false) != 0) {
-        rc = bt__fail(BT_ERR_IO, "'%s' does not speak llama.cpp's RPC protocol", ep);
-    } else if (rsp[0] != RPC_PROTO_MAJOR_VERSION || rsp[1] > RPC_PROTO_MINOR_VERSION) {
-        rc = bt__fail(BT_ERR_UNSUPPORTED, "RPC worker '%s' speaks protocol %d.%d.%d, this "
-                      "llama.cpp %d.%d (run the rpc-server of the same llama.cpp release)",
-                      ep, rsp[0], rsp[1], rsp[2], RPC_PROTO_MAJOR_VERSION, RPC_PROTO_MINOR_VERSION);
-    }
-    if (rc != BT_OK) { /* reset, not close: a worker that reads our greeting later must
-                          not answer a closed socket (rpc-server dies of SIGPIPE then) */
+    if (rpc_io(fd, req, sizeof req, true) != 0 || rpc_io(fd, &size, 8, false) != 0)
+        return bt__fail(BT_ERR_IO, "RPC worker '%s' does not answer llama.cpp's RPC greeting "
+                        "within %d s: %s (not an rpc-server, or a busy one: rpc-server serves "
+                        "one client at a time%s)", ep, RPC_TIMEOUT_MS / 1000, strerror(errno),
+                        held ? "; or the same worker as an earlier endpoint" : "");
+    if (size != sizeof rsp || rpc_io(fd, rsp, sizeof rsp, false) != 0)
+        return bt__fail(BT_ERR_IO, "'%s' does not speak llama.cpp's RPC protocol", ep);
+    if (rsp[0] != RPC_PROTO_MAJOR_VERSION || rsp[1] > RPC_PROTO_MINOR_VERSION)
+        return bt__fail(BT_ERR_UNSUPPORTED, "RPC worker '%s' speaks protocol %d.%d.%d, this "
+                        "llama.cpp %d.%d (run the rpc-server of the same llama.cpp release)",
+                        ep, rsp[0], rsp[1], rsp[2], RPC_PROTO_MAJOR_VERSION, RPC_PROTO_MINOR_VERSION);
+    return BT_OK;
+}
+
+/* Close a probe's connection. After a failed probe: reset, not close, so that a worker
+ * that reads our greeting later does not answer a closed socket (rpc-server dies of
+ * SIGPIPE then). */
+static void rpc_close(int fd, bool reset) {
+    if (fd < 0) return;
+    if (reset) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     close(fd);
+}
+
+/* One endpoint of the list: normalized "host:port" and its probe connection. */
+typedef struct {
+    char host[256], port[6], ep[300];
+    struct sockaddr_in addr;
+    int fd;
+} rpc_endpoint;
+
+/* Split and check the syntax of the whole list before any worker is contacted: at most
+ * GGML_RPC_MAX_SERVERS endpoints into eps, their count in *n. */
+static int rpc_parse_list(const char *list, rpc_endpoint *eps, int *n) {
+    *n = 0;
+    for (const char *p = list;; p++) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (len == 0) return bt__fail(BT_ERR_INVALID_ARG, "RPC workers '%s': an empty endpoint", list);
+        if (*n == GGML_RPC_MAX_SERVERS)
+            return bt__fail(BT_ERR_INVALID_ARG, "RPC workers: at most %d", GGML_RPC_MAX_SERVERS);
+        rpc_endpoint *e = &eps[*n];
+        int rc = rpc_parse_endpoint(p, len, e->host, sizeof e->host, e->port);
+        if (rc != BT_OK) return rc;
+        snprintf(e->ep, sizeof e->ep, "%s:%s", e->host, e->port);
+        e->fd = -1;
+        ++*n;
+        if (!end) return BT_OK;
+        p = end;
+    }
+}
+
+/* Probe every endpoint, each connection held open until all are probed: ggml's client
+ * opens one connection per endpoint name and rpc-server serves one connection at a time,
+ * so two names of one worker would leave ggml waiting forever for the second's answer.
+ * Names that are the same, or resolve to the same address, are refused at once; other
+ * aliases (0.0.0.0, another interface of the same machine) meet a busy worker and time
+ * out. Every connection is closed again on return. */
+static int rpc_probe_all(rpc_endpoint *eps, int n) {
+    int rc = BT_OK, i;
+    for (i = 0; i < n && rc == BT_OK; i++) {
+        rpc_endpoint *e = &eps[i];
+        for (int j = 0; j < i && rc == BT_OK; j++)
+            if (strcmp(eps[j].ep, e->ep) == 0)
+                rc = bt__fail(BT_ERR_INVALID_ARG, "RPC worker '%s' listed twice", e->ep);
+        if (rc != BT_OK) break;
+        rc = rpc_connect(e->ep, e->host, e->port, &e->fd, &e->addr);
+        for (int j = 0; j < i && rc == BT_OK; j++)
+            if (eps[j].addr.sin_addr.s_addr == e->addr.sin_addr.s_addr &&
+                eps[j].addr.sin_port == e->addr.sin_port)
+                rc = bt__fail(BT_ERR_INVALID_ARG, "RPC workers '%s' and '%s' are the same "
+                              "worker (rpc-server serves one client at a time)", eps[j].ep, e->ep);
+        if (rc == BT_OK) rc = rpc_hello(e->fd, e->ep, i > 0);
+        if (rc != BT_OK) {
+            rpc_close(e->fd, true);
+            e->fd = -1;
+        }
+    }
+    while (i-- > 0) {
+        rpc_close(eps[i].fd, false);
+        eps[i].fd = -1;
+    }
     return rc;
 }
 
@@ -312,35 +380,31 @@ static int rpc_devices(const char *list, ggml_backend_dev_t **out) {
     add_server_fn add = (add_server_fn)ggml_backend_reg_get_proc_address(reg, "ggml_backend_rpc_add_server");
     if (!add) return bt__fail(BT_ERR_UNSUPPORTED, "the RPC backend has no ggml_backend_rpc_add_server");
 
+    rpc_endpoint *eps = calloc(GGML_RPC_MAX_SERVERS, sizeof *eps);
+    if (!eps) return bt__fail(BT_ERR_NOMEM, "out of memory");
+    int n_ep = 0, rc = rpc_parse_list(list, eps, &n_ep);
+    if (rc == BT_OK) rc = rpc_probe_all(eps, n_ep);
     size_t n_local = ggml_backend_dev_count(), cap = n_local + 1, n = 0;
     ggml_backend_dev_t *devs = NULL;
-    int n_ep = 0;
-    for (const char *p = list;; p++) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char host[256], port[6], ep[300];
-        int rc = len == 0 ? bt__fail(BT_ERR_INVALID_ARG, "RPC workers '%s': an empty endpoint", list)
-                 : ++n_ep > GGML_RPC_MAX_SERVERS
-                     ? bt__fail(BT_ERR_INVALID_ARG, "RPC workers: at most %d", GGML_RPC_MAX_SERVERS)
-                     : rpc_parse_endpoint(p, len, host, sizeof host, port);
-        if (rc == BT_OK) {
-            snprintf(ep, sizeof ep, "%s:%s", host, port);
-            rc = rpc_probe(ep, host, port);
+    for (int i = 0; i < n_ep && rc == BT_OK; i++) {
+        ggml_backend_reg_t r = add(eps[i].ep);
+        if (!r) {
+            rc = bt__fail(BT_ERR_IO, "RPC worker '%s' offers no device", eps[i].ep);
+            break;
         }
-        ggml_backend_reg_t r = rc == BT_OK ? add(ep) : NULL;
-        if (rc == BT_OK && !r)
-            rc = bt__fail(BT_ERR_IO, "RPC worker '%s' offers no device", ep);
-        size_t k = r ? ggml_backend_reg_dev_count(r) : 0;
-        ggml_backend_dev_t *nd = rc == BT_OK ? realloc(devs, (cap + n + k) * sizeof *nd) : NULL;
-        if (rc == BT_OK && !nd) rc = bt__fail(BT_ERR_NOMEM, "out of memory");
-        if (rc != BT_OK) {
-            free(devs);
-            return rc;
+        size_t k = ggml_backend_reg_dev_count(r);
+        ggml_backend_dev_t *nd = realloc(devs, (cap + n + k) * sizeof *nd);
+        if (!nd) {
+            rc = bt__fail(BT_ERR_NOMEM, "out of memory");
+            break;
         }
         devs = nd;
-        for (size_t i = 0; i < k; i++) devs[n++] = ggml_backend_reg_dev_get(r, i);
-        if (!end) break;
-        p = end;
+        for (size_t j = 0; j < k; j++) devs[n++] = ggml_backend_reg_dev_get(r, j);
+    }
+    free(eps);
+    if (rc != BT_OK) {
+        free(devs);
+        return rc;
     }
     /* local GPUs after the workers, as llama.cpp's own --rpc orders them */
     for (size_t i = 0; i < n_local; i++) {
