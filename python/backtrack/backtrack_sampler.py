@@ -422,9 +422,17 @@ class BacktrackSampler:
                 # the C loop is still on this thread's stack, so end() runs when it returns
                 res["end"] = end
             else:
-                if t.ident is not None:
-                    t.join()
+                again = None
+                while t.ident is not None and t.is_alive():
+                    try:
+                        t.join()
+                    except KeyboardInterrupt as e:  # Ctrl-C again: the loop is stopping
+                        again = e                   # already; wait for it all the same
+                        ctx.stopping = True
+                        C.bt_sampler_cancel(ctx.sampler)
                 end()
+                if again is not None:
+                    raise again
         if "exc" in res:
             raise res["exc"]
         ctx.reraise()

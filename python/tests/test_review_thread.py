@@ -3,12 +3,15 @@ that iterates: they still see the caller's context variables, and run without au
 the original's @torch.no_grad() generate() does."""
 import contextvars
 import gc
+import os
+import subprocess
 import sys
 import threading
 import time
 import types
 
 import pytest
+from conftest import PYDIR
 from test_python_provider import PROMPT as MPROMPT
 from test_python_provider import NumpyModel
 
@@ -80,11 +83,12 @@ def test_a_generator_collected_on_its_own_generating_thread(provider):
     callback (any allocation can trigger it). Its clean-up joined that very thread
     (RuntimeError, ignored in a finalizer) and never released the provider: every later
     generation on it said 'already running'."""
-    go = threading.Event()
+    at5, go = threading.Event(), threading.Event()
 
     class CollectAt5(BaseStrategy):
         def on_logits(self, logits, continuation_tokens):
             if len(continuation_tokens) == 5 and not go.is_set():
+                at5.set()
                 go.wait(10)
                 gc.collect()  # what an allocation in a callback may trigger
             return logits
@@ -100,6 +104,7 @@ def test_a_generator_collected_on_its_own_generating_thread(provider):
         h.me = h
         h.gen = s.generate(PROMPT, max_new_tokens=200, seed=1)
         next(h.gen)
+        assert at5.wait(10)
         del h
         go.set()
         deadline = time.monotonic() + 10
@@ -114,3 +119,46 @@ def test_a_generator_collected_on_its_own_generating_thread(provider):
     finally:
         gc.enable()
     assert list(BacktrackSampler(provider).generate(PROMPT, max_new_tokens=5, seed=1))
+
+
+INTERRUPT = r"""
+import os, signal, sys, threading, time
+from backtrack import BacktrackSampler, BaseStrategy, LlamacppProvider
+
+class Slow(BaseStrategy):
+    slow = True
+    def on_logits(self, logits, continuation_tokens):
+        if self.slow:
+            time.sleep(0.3)       # a step of a big model
+        return logits
+
+p = LlamacppProvider(sys.argv[1])
+st = Slow()
+s = BacktrackSampler(p, st)
+def interrupt():              # Ctrl-C, and Ctrl-C again while the step finishes
+    time.sleep(0.45)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Thread(target=interrupt).start()
+try:
+    for _ in s.generate("Once upon a time", max_new_tokens=100, seed=1):
+        pass
+    print("not interrupted")
+except KeyboardInterrupt:
+    pass
+time.sleep(0.5)
+st.slow = False
+print(len(list(s.generate("Once upon a time", max_new_tokens=5, seed=1))))
+"""
+
+
+def test_a_second_ctrl_c_while_the_generation_stops(model_path, tmp_path):
+    """Ctrl-C stops the generation; a second Ctrl-C while the current step finishes (a
+    notebook user pressing interrupt again) broke out of the wait for the generating
+    thread: the sampler and its provider stayed 'already running' for good."""
+    env = dict(os.environ, PYTHONPATH=str(PYDIR))
+    r = subprocess.run([sys.executable, "-c", INTERRUPT, model_path], capture_output=True,
+                       text=True, cwd=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["5"]
