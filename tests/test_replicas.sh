@@ -244,6 +244,21 @@ done
 if [ "$back" = "$home" ]; then ok; else bad "the session did not return to its restarted replica ($back)"; fi
 
 # ==== review (issue 14) ====
+# render.sh with a prefix holding a space and a '&' (bash 5.2's ${x//pat/rep} put the
+# pattern back for each '&', and the paths were unquoted in the template): nginx -t
+# accepts the result and its pid and include paths are the prefix's; a prefix nginx
+# cannot take (a '"' or '$') is refused by render.sh itself
+weird="$tmp/pre fix&x"
+if bash "$deploy/render.sh" "$weird" 127.0.0.1:1 127.0.0.1:2 >/dev/null 2>"$tmp/weird.err" &&
+    "$nginx" -t -p "$weird" -c "$weird/nginx.conf" -e "$weird/error.log" 2>>"$tmp/weird.err" &&
+    grep -qF "pid \"$weird/nginx.pid\";" "$weird/nginx.conf"; then ok
+else bad "render.sh with the prefix '$weird': $(cat "$tmp/weird.err")"; fi
+for p in "$tmp/a\"b" "$tmp/a\$b"; do
+    if ! bash "$deploy/render.sh" "$p" 127.0.0.1:1 127.0.0.1:2 >/dev/null 2>"$tmp/weird.err" &&
+        grep -q "render.sh: the prefix" "$tmp/weird.err" && [ ! -e "$p" ]; then ok
+    else bad "render.sh took the prefix '$p': $(cat "$tmp/weird.err")"; fi
+done
+
 # An overload must not take the whole service down. Two replicas with one slot and no
 # queue behind nginx with render.sh's default health check (-m 3, -f 10s); 12 clients at
 # once: each gets an answer or the replica's own 503 server_busy, and once the burst is

@@ -34,6 +34,13 @@ for a in "$listen" "$@"; do
 done
 [[ $fail_timeout =~ ^[0-9]+(ms|s|m)?$ ]] || { echo "render.sh: bad -f '$fail_timeout'" >&2; exit 2; }
 [[ $max_fails =~ ^[0-9]+$ ]] || { echo "render.sh: bad -m '$max_fails'" >&2; exit 2; }
+# the paths are quoted in the templates: a '"' or '\' would end or escape the string,
+# and nginx reads a '$' in a log path as a variable
+[[ $prefix = /* ]] || prefix=$PWD/$prefix
+case $prefix in *[\"\\\$]* | *$'\n'*)
+    echo "render.sh: the prefix '$prefix' holds a character nginx cannot take in a path" >&2
+    exit 2 ;;
+esac
 mkdir -p "$prefix/tmp"
 prefix=$(cd "$prefix" && pwd)
 
@@ -42,9 +49,11 @@ for r in "$@"; do
     servers+="    server $r max_fails=$max_fails fail_timeout=$fail_timeout;"$'\n'
 done
 conf=$(<"$here/backtrack.conf")
-conf=${conf//@UPSTREAMS@/${servers%$'\n'}}
-conf=${conf//@LISTEN@/$listen}
-printf '%s\n' "${conf//@PREFIX@/$prefix}" >"$prefix/backtrack.conf"
+servers=${servers%$'\n'}
+# the replacements quoted: bash 5.2 puts the pattern back for each unquoted '&' in them
+conf=${conf//@UPSTREAMS@/"$servers"}
+conf=${conf//@LISTEN@/"$listen"}
+printf '%s\n' "${conf//@PREFIX@/"$prefix"}" >"$prefix/backtrack.conf"
 main=$(<"$here/nginx.conf")
-printf '%s\n' "${main//@PREFIX@/$prefix}" >"$prefix/nginx.conf"
+printf '%s\n' "${main//@PREFIX@/"$prefix"}" >"$prefix/nginx.conf"
 echo "$prefix/nginx.conf"
