@@ -421,6 +421,19 @@ s1=$(curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2,"seed":-1
 s2=$(curl -s "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":2,"seed":-1}' "$U/v1/completions" | grep -o '"seed":"[0-9]*"')
 [ -n "$s1" ] && [ -n "$s2" ] && [ "$s1" != "$s2" ] && ok || bad "review: seed -1 should draw a random seed: '$s1' '$s2'"
 expect 400 "'seed' must be" "${J[@]}" -d '{"prompt":"x","seed":-2}' "$U/v1/completions"
+# a long trace ("backtrack": {"trace": true}) costs the server a few times its size while
+# the answer is built, not an order of magnitude more (before: each event was parsed into
+# a cJSON tree, some 13 bytes of memory per byte of trace: its 64 MiB cap meant ~850 MB)
+p7=$((port + 6))
+start "$p7" --parallel 1 -c 4096 || exit 1
+spid=${pids[${#pids[@]}-1]}
+hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }
+h0=$(hwm "$spid")
+curl -s -o "$tmp/trace.json" "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":-1,"seed":1,"backtrack":{"trace":true},"strategies":[{"name":"antislop","slops":[" the"," a","."," was"," and",","," to"," he"," she"],"max_retries":100000,"max_retries_total":100000}]}' "http://127.0.0.1:$p7/v1/completions"
+h1=$(hwm "$spid")
+tk=$(($(stat -c %s "$tmp/trace.json") / 1024))
+if [ "$tk" -gt 1000 ] && grep -q '"trace":\[{"ev":"begin"' "$tmp/trace.json" && [ $((h1 - h0)) -lt $((6 * tk)) ]; then ok
+else bad "review: a ${tk} KB trace took the server from $h0 to $h1 KB"; fi
 # ==== end of review ===================================================================
 
 # SIGTERM under load: two slots busy with generations whose strategy holds all their text
