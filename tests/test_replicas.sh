@@ -48,17 +48,22 @@ r=()
 replica_args=(--parallel 2 -c 1024 --chat-template chatml) # start_replica's serve options
 
 # start_replica I [PORT]: replica I on PORT (default: a free one, another one if it was
-# taken meanwhile), waits for its /health; sets r[I] and rpid[I]
+# taken meanwhile), waits for its /health; sets r[I] and rpid[I]. It is ours that answers:
+# alive, and its own log says it listens there (one log per start).
+nstart=0
 start_replica() {
-    local p try
+    local p try log
     for try in 1 2 3 4 5; do
         if [ -n "${2:-}" ]; then p=$2; else free_port; p=$port; fi
-        "$bin" serve -m "$model" --port "$p" "${replica_args[@]}" 2>>"$tmp/replica-$p.log" &
+        nstart=$((nstart + 1))
+        log=$tmp/replica-$p-$nstart.log
+        "$bin" serve -m "$model" --port "$p" "${replica_args[@]}" 2>"$log" &
         rpid[$1]=$!
         pids+=($!)
         for _ in $(seq 1 100); do
             kill -0 "${rpid[$1]}" 2>/dev/null || break # it could not listen there
-            if curl -sf -m 5 "http://127.0.0.1:$p/health" >/dev/null; then
+            if grep -q "on http://127.0.0.1:$p " "$log" &&
+                curl -sf -m 5 "http://127.0.0.1:$p/health" >/dev/null; then
                 r[$1]=$p
                 return 0
             fi
@@ -244,6 +249,10 @@ done
 if [ "$back" = "$home" ]; then ok; else bad "the session did not return to its restarted replica ($back)"; fi
 
 # ==== review (issue 14) ====
+# start_replica must know its own server from another one on its port (one started in
+# between by a test running at the same time: the test then used that one)
+replica_args=(--parallel 2 -c 1024 --chat-template chatml)
+if start_replica 9 "${r[$other]}" 2>/dev/null; then bad "review: start_replica took replica $other for its own"; else ok; fi
 # render.sh with a prefix holding a space and a '&' (bash 5.2's ${x//pat/rep} put the
 # pattern back for each '&', and the paths were unquoted in the template): nginx -t
 # accepts the result and its pid and include paths are the prefix's; a prefix nginx

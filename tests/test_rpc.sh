@@ -121,20 +121,28 @@ gen part "${G[@]}" -n 60 --rpc "$rpc" -ngl 2
 same local part "two layers on the workers"
 
 # 4. the server with --rpc: the same greedy completion as a local server
-start_server() { # PORT ARGS...
-    local p=$1
+# start_server PORT ARGS...: a server on PORT; 0 once it answers /health, 1 (with its log)
+# when it did not start. It is ours that answers: alive, and its log says it listens there.
+nserv=0
+start_server() {
+    local p=$1 pid log
     shift
-    "$bin" serve -m "$model" --port "$p" --parallel 2 -c 512 "$@" 2>>"$tmp/server-$p.log" &
-    others+=($!)
+    nserv=$((nserv + 1))
+    log=$tmp/server-$p-$nserv.log
+    "$bin" serve -m "$model" --port "$p" --parallel 2 -c 512 "$@" 2>"$log" &
+    pid=$!
+    others+=("$pid")
     for _ in $(seq 1 100); do
-        curl -sf "http://127.0.0.1:$p/health" >/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        grep -q "on http://127.0.0.1:$p " "$log" && curl -sf -m 5 "http://127.0.0.1:$p/health" >/dev/null &&
+            return 0
         sleep 0.1
     done
-    bad "server on $p did not start: $(cat "$tmp/server-$p.log")"
+    echo "server on $p did not start: $(cat "$log")" >&2
     return 1
 }
 complete() { # PORT: the greedy completion's text
-    curl -s -H 'Content-Type: application/json' \
+    curl -s -m 60 -H 'Content-Type: application/json' \
         -d '{"prompt":"Once upon a time","max_tokens":40,"top_k":1,"strategies":[{"name":"antislop","slops":["park"]}]}' \
         "http://127.0.0.1:$1/v1/completions" |
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);process.stdout.write(j.choices[0].text+"|rewinds="+j.backtrack.rewinds)})'
@@ -150,6 +158,8 @@ if start_server "$sp1" && start_server "$sp2" --rpc "$rpc" -ngl 99; then
     a=$(complete "$sp1")
     b=$(complete "$sp2")
     if [ -n "$a" ] && [ "$a" = "$b" ]; then ok; else bad "server over the workers: '$b', local: '$a'"; fi
+else
+    bad "a server did not start"
 fi
 for p in "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 others=()
@@ -189,7 +199,7 @@ BT_GGML_BACKEND_DIR=$tmp/norpc expect_error "has no RPC backend" --rpc "$rpc" -n
 kill "$w2"
 wait "$w2" 2>/dev/null
 expect_error "cannot reach RPC worker '127.0.0.1:$p2'" --rpc "$rpc" -ngl 99
-if "$bin" serve -m "$model" --port "$sp1" --rpc "$rpc" -ngl 99 >"$tmp/e.out" 2>"$tmp/e.err"; then
+if timeout 60 "$bin" serve -m "$model" --port "$sp1" --rpc "$rpc" -ngl 99 >"$tmp/e.out" 2>"$tmp/e.err"; then
     bad "the server started with a worker down"
 elif grep -q "cannot reach RPC worker" "$tmp/e.err"; then ok; else bad "server: $(cat "$tmp/e.err")"; fi
 # the remaining worker still serves (the failed attempts did not take it down)
@@ -231,6 +241,15 @@ expect_error_t "the port must be 1 to 65535" --rpc "127.0.0.1:$p1 " -ngl 99
 expect_error_t "bad host" --rpc "127.0.0.1:$p1, 127.0.0.1:$p1" -ngl 99
 expect_error_t "an empty endpoint" --rpc "127.0.0.1:$p1," -ngl 99
 expect_error_t "an empty endpoint" --rpc "" -ngl 99
+# start_server must know its own server from another one on the same port (a port taken
+# between next_free and the bind: the test then talked to that other server)
+if start_server "$sp1" >/dev/null 2>&1; then
+    if start_server "$sp1" 2>/dev/null; then bad "review: start_server took the server already on $sp1 for its own"; else ok; fi
+else
+    bad "review: server on $sp1 did not start: $(cat "$tmp"/server-*.log)"
+fi
+for p in "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+others=()
 # after all of that the worker still serves
 gen one_after "${G[@]}" -n 60 --rpc "127.0.0.1:$p1" -ngl 99
 same local one_after "greedy text over the worker after the review's refused lists"
