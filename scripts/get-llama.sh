@@ -62,11 +62,17 @@ build_rpc() {
         exit 1
     fi
     local b="$dest/build-rpc" t0=$SECONDS
+    local flags="${src_flags[*]} -DGGML_CPU=OFF -DGGML_RPC=ON -DLLAMA_BUILD_TOOLS=ON ${BT_LLAMA_CMAKE_FLAGS:-}"
+    # A build folder is reused only with the same flags: CMake's cache keeps every value it
+    # was given, so a flag dropped since (or one that made the configure fail, like
+    # -DGGML_CUDA=ON without CUDA) would stay in force and fail every later run.
+    [ "$(cat "$b/.bt-flags" 2>/dev/null)" = "$flags" ] || rm -rf "$b"
     say "building llama.cpp's RPC backend and rpc-server from $dest/src"
     # shellcheck disable=SC2086
     cmake -S "$dest/src" -B "$b" "${src_flags[@]}" -DGGML_CPU=OFF -DGGML_RPC=ON \
         -DLLAMA_BUILD_TOOLS=ON ${BT_LLAMA_CMAKE_FLAGS:-} >"$b.log" 2>&1 ||
-        { say "cmake failed, see $b.log"; exit 1; }
+        { rm -rf "$b"; say "cmake failed, see $b.log"; exit 1; }
+    printf '%s' "$flags" >"$b/.bt-flags"
     # the server links ggml, which depends on every backend module enabled (RPC, GPUs)
     cmake --build "$b" --target ggml-rpc-server -j"$jobs" >>"$b.log" 2>&1 ||
         { say "the build failed, see $b.log"; exit 1; }

@@ -25,7 +25,9 @@ export LSAN_OPTIONS="suppressions=$here/lsan-llama-rpc.supp${LSAN_OPTIONS:+:$LSA
 tmp=$(mktemp -d)
 workers=()
 others=()
+glpg= # the review's get-llama.sh run (its own process group: cmake and the compilers)
 cleanup() {
+    [ -n "$glpg" ] && kill -- -"$glpg" 2>/dev/null
     for p in "${workers[@]}" "${others[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     rm -rf "$tmp"
 }
@@ -253,6 +255,45 @@ others=()
 # after all of that the worker still serves
 gen one_after "${G[@]}" -n 60 --rpc "127.0.0.1:$p1" -ngl 99
 same local one_after "greedy text over the worker after the review's refused lists"
+
+# get-llama.sh's RPC build after a failed configure (a flag the machine cannot build, e.g.
+# BT_LLAMA_CMAKE_FLAGS=-DGGML_CUDA=ON without CUDA): the next run without that flag must
+# configure afresh. Found by this review: CMake's cache in build-rpc/ kept the flag, and
+# every later run failed ("cmake failed") until build-rpc/ was deleted by hand. Checked on
+# a scratch copy of .deps (its src/ linked), stopped as soon as the build proper starts
+# (a whole RPC build takes minutes); interrupted there, lib/ has no libggml-rpc.so and
+# there is no rpc/ (the prebuilt set is left as it was).
+llama=$(cd "$libdir/.." && pwd)
+getllama=$here/../scripts/get-llama.sh
+if [ -d "$llama/src/ggml" ] && [ -f "$llama/.complete" ] && command -v cmake >/dev/null && command -v setsid >/dev/null; then
+    d=$tmp/deps
+    mkdir -p "$d/lib"
+    ln -s "$llama/src" "$d/src"
+    ln -s "$llama/include" "$d/include"
+    cp "$llama/.complete" "$d/"
+    for f in "$llama"/lib/*.so; do [ "$(basename "$f")" = libggml-rpc.so ] || ln -s "$f" "$d/lib/"; done
+    BT_LLAMA_DEST=$d BT_LLAMA_RPC=1 BT_LLAMA_CMAKE_FLAGS=-DCMAKE_C_COMPILER=/nonexistent/cc \
+        timeout 120 bash "$getllama" >"$tmp/gl1.log" 2>&1
+    rc1=$?
+    if [ "$rc1" != 0 ] && grep -q "cmake failed" "$tmp/gl1.log" && [ ! -e "$d/lib/libggml-rpc.so" ]; then ok
+    else bad "review: get-llama.sh with a bad compiler: rc $rc1: $(cat "$tmp/gl1.log")"; fi
+    BT_LLAMA_DEST=$d BT_LLAMA_RPC=1 setsid bash "$getllama" >"$tmp/gl2.log" 2>&1 &
+    gl=$!
+    glpg=$gl
+    started=0
+    for _ in $(seq 1 1200); do # configure: seconds; 120 s at most on a loaded machine
+        grep -q "Build files have been written" "$d/build-rpc.log" 2>/dev/null && { started=1; break; }
+        kill -0 "$gl" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -- -"$gl" 2>/dev/null
+    wait "$gl" 2>/dev/null
+    glpg=
+    if [ "$started" = 1 ]; then ok; else bad "review: get-llama.sh does not configure again after a failed configure: $(cat "$tmp/gl2.log" "$d/build-rpc.log")"; fi
+    if [ ! -e "$d/lib/libggml-rpc.so" ] && [ ! -e "$d/rpc" ]; then ok; else bad "review: an interrupted RPC build left lib/libggml-rpc.so or rpc/"; fi
+else
+    echo "note: no llama.cpp source tree or cmake: get-llama.sh's rebuild check is skipped" >&2
+fi
 
 echo "test_rpc: $pass passed, $fail failed"
 [ "$fail" = 0 ]
