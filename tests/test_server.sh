@@ -432,7 +432,11 @@ h0=$(hwm "$spid")
 curl -s -o "$tmp/trace.json" "${J[@]}" -d '{"prompt":"Once upon a time","max_tokens":-1,"seed":1,"backtrack":{"trace":true},"strategies":[{"name":"antislop","slops":[" the"," a","."," was"," and",","," to"," he"," she"],"max_retries":100000,"max_retries_total":100000}]}' "http://127.0.0.1:$p7/v1/completions"
 h1=$(hwm "$spid")
 tk=$(($(stat -c %s "$tmp/trace.json") / 1024))
-if [ "$tk" -gt 1000 ] && grep -q '"trace":\[{"ev":"begin"' "$tmp/trace.json" && [ $((h1 - h0)) -lt $((6 * tk)) ]; then ok
+# (a sanitizer's shadow memory and quarantine make the peak meaningless: the bound is
+# checked on plain builds only)
+sanitized=$(nm "$bin" 2>/dev/null | grep -c '__[at]san_init')
+if [ "$tk" -gt 1000 ] && grep -q '"trace":\[{"ev":"begin"' "$tmp/trace.json" &&
+   { [ "$sanitized" -gt 0 ] || [ $((h1 - h0)) -lt $((6 * tk)) ]; }; then ok
 else bad "review: a ${tk} KB trace took the server from $h0 to $h1 KB"; fi
 # ==== end of review ===================================================================
 
