@@ -300,6 +300,81 @@ after=$(curl -s -m 60 -o "$tmp/after.body" -w '%{http_code}' -H 'Content-Type: a
     -d '{"prompt":"Once","max_tokens":4,"top_k":1}' "$UB/v1/completions")
 if [ "$after" = 200 ]; then ok; else bad "after an overload burst ($codes) nginx answers $after: $(head -c 300 "$tmp/after.body")"; fi
 
+# deploy/kubernetes/backtrack.yaml (no cluster here): its pieces fit together and fit the
+# code. The container's serve arguments start the real server (model and port swapped),
+# whose /health answers as the probes expect; selectors, named ports, the ingress's
+# retry and timeout settings equal deploy/nginx's; the map feeds upstream-hash-by. Found
+# by this review: no startupProbe, so a model whose load (before the server listens)
+# outlasts the livenessProbe's 60 s was killed and reloaded forever.
+k8s=$deploy/../kubernetes/backtrack.yaml
+if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+    /usr/bin/python3 - "$k8s" "$deploy/backtrack.conf" >"$tmp/k8s.args" 2>"$tmp/k8s.err" <<'PY'
+import re, sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+conf = open(sys.argv[2]).read()
+errs = []
+def need(cond, what):
+    if not cond: errs.append(what)
+dep, svc, ing, cm = (docs.get(k) for k in ("Deployment", "Service", "Ingress", "ConfigMap"))
+need(all((dep, svc, ing, cm)), "Deployment, Service, Ingress and ConfigMap")
+pod = dep["spec"]["template"]
+labels = pod["metadata"]["labels"]
+need(dep["spec"]["selector"]["matchLabels"].items() <= labels.items(), "the Deployment's selector matches its pods")
+need(svc["spec"]["selector"].items() <= labels.items(), "the Service's selector matches the pods")
+c = pod["spec"]["containers"][0]
+ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+need(all(p["targetPort"] in ports for p in svc["spec"]["ports"]), "the Service's targetPort is a container port")
+for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+    pr = c.get(probe)
+    need(pr is not None, probe)
+    if pr:
+        need(pr["httpGet"]["path"] == "/health" and pr["httpGet"]["port"] in ports, probe + " on /health, a container port")
+st = c.get("startupProbe") or {}
+need(st.get("periodSeconds", 10) * st.get("failureThreshold", 3) >= 600,
+     "the startupProbe allows 10 minutes for the model to load")
+ann = ing["metadata"]["annotations"]
+nu = re.search(r"^\s*proxy_next_upstream\s+([^;]*);", conf, re.M).group(1)
+need(ann.get("nginx.ingress.kubernetes.io/proxy-next-upstream") == nu, "proxy-next-upstream as deploy/nginx: " + nu)
+rt = re.search(r"^\s*proxy_read_timeout\s+(\d+)s;", conf, re.M).group(1)
+need(ann.get("nginx.ingress.kubernetes.io/proxy-read-timeout") == rt, "proxy-read-timeout as deploy/nginx")
+need(ann.get("nginx.ingress.kubernetes.io/proxy-buffering") == "off", "no buffering (SSE)")
+var = ann.get("nginx.ingress.kubernetes.io/upstream-hash-by", "")
+snip = cm["data"]["http-snippet"]
+need(re.search(r"map \$http_x_session_id %s " % re.escape(var), snip) is not None, "the map defines " + var)
+backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+need(backend["name"] == svc["metadata"]["name"], "the Ingress's backend is the Service")
+if errs:
+    sys.exit("deploy/kubernetes/backtrack.yaml: " + "; ".join(errs))
+print("\n".join(c["args"]))
+PY
+    if [ $? = 0 ]; then
+        ok
+        mapfile -t kargs <"$tmp/k8s.args"
+        # the manifest's arguments with this test's model and a free port
+        for i in "${!kargs[@]}"; do
+            case ${kargs[$i]} in -m) kargs[$((i + 1))]=$model ;; --port) free_port; kargs[$((i + 1))]=$port ;; esac
+        done
+        kp=$port
+        "$bin" "${kargs[@]}" 2>"$tmp/k8s-serve.log" &
+        kpid=$!
+        pids+=("$kpid")
+        kok=0
+        for _ in $(seq 1 100); do
+            kill -0 "$kpid" 2>/dev/null || break
+            grep -q "on http://0.0.0.0:$kp " "$tmp/k8s-serve.log" &&
+                [ "$(curl -s -m 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$kp/health")" = 200 ] && { kok=1; break; }
+            sleep 0.1
+        done
+        if [ "$kok" = 1 ]; then ok; else bad "the manifest's serve arguments (${kargs[*]}): $(cat "$tmp/k8s-serve.log")"; fi
+        kill "$kpid" 2>/dev/null
+        wait "$kpid" 2>/dev/null
+    else
+        bad "$(cat "$tmp/k8s.err")"
+    fi
+else
+    echo "note: no python3-yaml: the Kubernetes manifest's check is skipped" >&2
+fi
+
 [ "$fail" = 0 ] || diag
 echo "test_replicas: $pass passed, $fail failed"
 [ "$fail" = 0 ]
