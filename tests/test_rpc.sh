@@ -71,10 +71,12 @@ w2=$wpid
 rpc="127.0.0.1:$p1,127.0.0.1:$p2"
 
 # gen NAME ARGS...: run the CLI, stdout to NAME.out, stderr to NAME.err, status to NAME.rc
+# (124 after 300 s: ctest has no time limit here, and a client waiting on a worker that
+# never answers would hold the suite forever)
 gen() {
     local name=$1
     shift
-    "$bin" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    timeout 300 "$bin" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
     echo $? >"$tmp/$name.rc"
 }
 # stats NAME: the --stats counters that must not depend on where the layers are
@@ -186,7 +188,7 @@ fi
 expect_error() { # WORDS ARGS...
     local words=$1
     shift
-    "$bin" -m "$model" -p "Once" -n 4 "$@" >"$tmp/e.out" 2>"$tmp/e.err"
+    timeout 60 "$bin" -m "$model" -p "Once" -n 4 "$@" >"$tmp/e.out" 2>"$tmp/e.err"
     local rc=$?
     if [ "$rc" = 1 ] && grep -q "$words" "$tmp/e.err"; then ok; else bad "$* -> rc $rc: $(cat "$tmp/e.err")"; fi
 }
