@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_STOP 8
+#define MAX_STOP 32 /* SillyTavern's text completion may send more than OpenAI's 4 */
 
 /* After SIGTERM, how long running generations and open connections get to end before the
  * server stops without them (milliseconds). */

@@ -349,7 +349,7 @@ fail:
 }
 
 /* OpenAI's logprobs: chat takes "logprobs": true with "top_logprobs" in [0, 20]; the
- * completions endpoint takes "logprobs": N in [0, 5] (N alternatives). The values come
+ * completions endpoint takes "logprobs": N in [0, 20] (N alternatives; OpenAI stops at 5, SillyTavern asks for 10). The values come
  * from the distribution each token was finally drawn from, after the strategies. */
 static bool get_logprobs(const cJSON *b, bool chat, request *r, verr *e) {
     const cJSON *lp = cJSON_GetObjectItemCaseSensitive(b, "logprobs");
@@ -368,7 +368,7 @@ static bool get_logprobs(const cJSON *b, bool chat, request *r, verr *e) {
     if (top && !cJSON_IsNull(top))
         return fail(e, "top_logprobs", "'top_logprobs' is for chat; completions take \"logprobs\": N");
     if (!lp || cJSON_IsNull(lp) || cJSON_IsFalse(lp)) return true;
-    if (!get_num(b, "logprobs", 0, 5, true, &v, &has, e)) return false;
+    if (!get_num(b, "logprobs", 0, 20, true, &v, &has, e)) return false;
     r->logprobs = (int32_t)v;
     return true;
 }

@@ -102,6 +102,11 @@ test('completion logprobs equal the probabilities the CLI\'s Debug strategy prin
     }
   }
   assert.ok(compared > n / 2, `${compared} greedy picks compared`);
+  // more alternatives than OpenAI's 5 (SillyTavern asks for 10), at most 20
+  const ten = await client.completions.create({ model: MODEL, prompt: 'Once upon a time', max_tokens: 3, seed, logprobs: 10 });
+  assert.equal(Object.keys(ten.choices[0].logprobs.top_logprobs[0]).length, 10);
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: 3, logprobs: 21 }),
+    (err) => err.status === 400 && /logprobs/.test(err.message));
 });
 
 test('"backtrack": {"trace": true}: the events of the generation, streamed too', async () => {
