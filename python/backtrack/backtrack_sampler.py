@@ -1,9 +1,10 @@
 """BacktrackSampler: the original's sampler, running libbacktrack's generation loop."""
+import atexit
+import collections
 import contextlib
 import contextvars
 import ctypes
 import math
-import queue
 import sys
 import threading
 from dataclasses import dataclass
@@ -62,9 +63,88 @@ def _no_grad():
     return contextlib.nullcontext()
 _busy = set()  # id() of the providers and strategies a generation runs on
 _busy_lock = threading.Lock()
+_running = {}  # id -> stop(): every generation started and not yet ended (under _busy_lock)
 _BUSY_MSG = ("a generation is already running on this sampler, its provider or its strategy "
              "(a strategy keeps per-generation state: one generation at a time): finish or "
              "close() its generator first")
+
+
+# ==== Hand-off ==========================================================================
+
+# released items (tokens, or text pieces) the generating thread may run ahead of the
+# generator's consumer; then the C loop waits in its release callback until it pulls
+HANDOFF_ITEMS = 32
+
+
+class _Handoff:
+    """The bounded hand-off of released items from the generating thread (put) to the
+    generator (get): the original's generator is lazy, and a consumer that stops pulling
+    (without closing the generator) must pause the generation, not let it run on to
+    max_new_tokens. Every wait releases the GIL. The lock is re-entrant: the cyclic
+    collector may close the generator on the generating thread, inside put()."""
+    __slots__ = ("_cond", "_items", "_cap", "_closed")
+
+    def __init__(self, cap):
+        self._cond = threading.Condition(threading.RLock())
+        self._items = collections.deque()
+        self._cap = cap
+        self._closed = False
+
+    def put(self, item):
+        """Producer: wait while `cap` items are unread. False (item dropped): the consumer
+        is gone, stop the generation."""
+        with self._cond:
+            while len(self._items) >= self._cap and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._items.append(item)
+            self._cond.notify_all()
+            return True
+
+    def finish(self):
+        """Producer: the generation ended (never waits)."""
+        with self._cond:
+            self._items.append(_DONE)
+            self._cond.notify_all()
+
+    def get(self):
+        """Consumer: the next item, _DONE after the last; waits while there is none."""
+        with self._cond:
+            while not self._items:
+                self._cond.wait()
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self):
+        """The consumer is gone: a waiting put() returns False, and so does every later one."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def unbound(self):
+        """Never wait again (cancel(): the C loop ends at its next step, and what it
+        releases until then is kept for the consumer)."""
+        with self._cond:
+            self._cap = math.inf
+            self._cond.notify_all()
+
+
+@atexit.register
+def _stop_at_exit():
+    """At exit, before the interpreter's finalization: stop every generation still running
+    (a paused consumer's generator, kept to the end of the script) and wait for its thread.
+    Past this point the generating thread, a daemon, can no longer take the GIL: its C loop
+    stayed where it waited while the finalization freed its sampler, provider and
+    strategies (and the strategy's end of generation, reset, never ran)."""
+    with _busy_lock:
+        stops = list(_running.values())
+    for stop in stops:
+        try:
+            stop()
+        except BaseException:  # pragma: no cover - exiting anyway
+            pass
 
 
 def _provider_ptr(provider):
@@ -134,6 +214,7 @@ class BacktrackSampler:
         self._running = False
         self._lock = threading.Lock()  # _running, _cur and _cancelled, against cancel()
         self._cur = None         # the bt_sampler * the running generation uses
+        self._handoff = None     # its _Handoff
         self._cancelled = False  # cancel() reached it
         with _bridge.calling() as ctx:
             self._prov, self._prov_owned = _provider_ptr(provider)
@@ -175,11 +256,16 @@ class BacktrackSampler:
         """End the running generation at its next step (callable from any thread). Does
         nothing when no generation runs: the library would keep such a cancel for the next
         generation of its C sampler, so a late one (after the text ended) costs that C
-        sampler instead (the next generation starts on a fresh one)."""
+        sampler instead (the next generation starts on a fresh one). A generation paused
+        by its consumer ends too; the consumer still reads what it released before."""
+        h = None
         with self._lock:
             if self._running and self._cur:
                 C.bt_sampler_cancel(self._cur)
                 self._cancelled = True
+                h = self._handoff
+        if h is not None:  # the C loop may wait for room: it sees the cancel at once
+            h.unbound()
 
     def _resources(self):
         """id() of what one generation uses exclusively: the provider, the strategy and,
@@ -260,6 +346,8 @@ class BacktrackSampler:
         the prompt's tokenization, cache_prompt (reuse the provider's cache of the last
         generation's common prefix).
 
+        Lazy, as the original: a consumer that stops pulling pauses the generation (the C
+        loop runs at most HANDOFF_ITEMS released tokens ahead of it, then waits).
         Bad parameters raise at once; errors of the library raise BacktrackError, and an
         exception raised by a Python strategy or provider ends the generation and is
         raised here. Closing the generator early (break) stops the generation.
@@ -328,8 +416,9 @@ class BacktrackSampler:
         yield
 
     def _stream(self, sampler, data, toks, text_mode):
-        """Run bt_generate on a worker thread; yield what its release callback queues."""
-        q = queue.SimpleQueue()
+        """Run bt_generate on a worker thread; yield what its release callback hands over
+        (it waits while HANDOFF_ITEMS are unread)."""
+        q = _Handoff(HANDOFF_ITEMS)
         ctx = _bridge.calling()
         st = C.bt_stats()
         res = {}
@@ -338,30 +427,41 @@ class BacktrackSampler:
             if ctx.stopping:
                 return 1
             if text_mode:
-                if n:
-                    q.put(ctypes.string_at(text, n).decode("utf-8", "replace"))
-            elif tok >= 0:
-                q.put(tok)
+                if n and not q.put(ctypes.string_at(text, n).decode("utf-8", "replace")):
+                    return 1
+            elif tok >= 0 and not q.put(tok):
+                return 1
             return 0
 
         cb = C.RELEASE_FN(on_release)
 
-        def work():
+        def work(alive):
+            # `alive` (this BacktrackSampler: its provider and strategies) and ctx (its C
+            # sampler) are held by this running frame while the C loop runs: a garbage cycle
+            # that holds them and the generator (a paused generation dropped with the object
+            # that kept it) must not have them freed under the loop by the collector, which
+            # finalizes the generator (that stops the loop) and frees them once it returned
             try:
                 smp = ctx.sampler
                 with ctx, _no_grad():
-                    if toks is None:
-                        rc = C.bt_generate(smp, data, len(data), cb, None, ctypes.byref(st))
-                    else:
-                        arr = (C.bt_token * len(toks))(*toks)
-                        rc = C.bt_generate_tokens(smp, arr, len(toks), cb, None,
-                                                  ctypes.byref(st))
+                    try:
+                        if toks is None:
+                            rc = C.bt_generate(smp, data, len(data), cb, None,
+                                               ctypes.byref(st))
+                        else:
+                            arr = (C.bt_token * len(toks))(*toks)
+                            rc = C.bt_generate_tokens(smp, arr, len(toks), cb, None,
+                                                      ctypes.byref(st))
+                    finally:
+                        # returned: no cancel for it any more (from here the collector may
+                        # free that C sampler in the same pass as the generator)
+                        ctx.sampler = None
                     res["rc"] = rc
                     res["err"] = C.last_error() if rc else ""
             except BaseException as e:  # never lose it
                 res["exc"] = e
             finally:
-                q.put(_DONE)
+                q.finish()
                 end = res.pop("end", None)  # see _consume: finalized on this thread
                 if end is not None:
                     end()
@@ -371,7 +471,7 @@ class BacktrackSampler:
     def _consume(self, q, ctx, st, res, work, sampler):
         # a generator of its own, so that generate() checks its arguments at once
         # the callbacks run on that thread: with the caller's context variables
-        t = threading.Thread(target=contextvars.copy_context().run, args=(work,),
+        t = threading.Thread(target=contextvars.copy_context().run, args=(work, self),
                              name="backtrack-generate", daemon=True)
         keys = self._resources()
         with _busy_lock:  # claim the provider and the strategies (another generator may
@@ -387,10 +487,28 @@ class BacktrackSampler:
             raise
         with self._lock:
             self._running, self._cur, self._cancelled = True, ctx.sampler, False
+            self._handoff = q
+
+        def halt():
+            """The consumer is gone: end the C loop at its next step, or at once if it
+            waits for room in the hand-off (nothing to do once it has returned)."""
+            ctx.stopping = True
+            ptr = ctx.sampler
+            if ptr:
+                C.bt_sampler_cancel(ptr)
+            q.close()
+
+        def stop():
+            """halt() and wait for the generating thread (at exit)."""
+            halt()
+            if t.ident is not None and t is not threading.current_thread():
+                t.join()
         if hasattr(self.provider, "_busy"):
             self.provider._busy = True
         finished = False
         try:
+            with _busy_lock:
+                _running[id(stop)] = stop
             t.start()
             while True:
                 item = q.get()
@@ -401,10 +519,11 @@ class BacktrackSampler:
         finally:
             def end():
                 with self._lock:
-                    self._running, self._cur = False, None
+                    self._running, self._cur, self._handoff = False, None, None
                     cancelled, self._cancelled = self._cancelled, False
                 with _busy_lock:
                     _busy.difference_update(keys)
+                    _running.pop(id(stop), None)
                 if hasattr(self.provider, "_busy"):
                     self.provider._busy = False
                 self.stats = Stats.from_c(st)
@@ -415,8 +534,7 @@ class BacktrackSampler:
                     self._drop_sampler()
 
             if not finished:  # the caller stopped early: end the generation, wait for it
-                ctx.stopping = True
-                C.bt_sampler_cancel(ctx.sampler)
+                halt()
             if t is threading.current_thread():
                 # closed by the cyclic collector inside a callback of this very generation:
                 # the C loop is still on this thread's stack, so end() runs when it returns
@@ -428,8 +546,7 @@ class BacktrackSampler:
                         t.join()
                     except KeyboardInterrupt as e:  # Ctrl-C again: the loop is stopping
                         again = e                   # already; wait for it all the same
-                        ctx.stopping = True
-                        C.bt_sampler_cancel(ctx.sampler)
+                        halt()
                 end()
                 if again is not None:
                     raise again
