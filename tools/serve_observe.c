@@ -149,16 +149,24 @@ int32_t req_obs_tokens_within(const req_obs *o, size_t nbytes) {
 static double logprob(float p) { return p > 0.0f ? log((double)p) : LOGPROB_FLOOR; }
 
 /* {"token": text, "logprob": x, "bytes": [...]} for token t with probability p. */
-static cJSON *token_entry(const req_obs *o, bt_token t, float p, bool with_top) {
-    const char *b = "";
-    size_t len = 0;
-    if (bt_provider_token_text(o->p, t, &b, &len) != BT_OK) len = 0;
+/* Token t's text as a JSON string (U+FFFD for bytes that are not UTF-8 on their own);
+ * its raw bytes in *bytes, *len. */
+static cJSON *token_string(const req_obs *o, bt_token t, const char **bytes, size_t *len) {
+    *bytes = "";
+    *len = 0;
+    if (bt_provider_token_text(o->p, t, bytes, len) != BT_OK) *len = 0;
     trace_buf s = {0};
-    trace_json_string(&s, b, len); /* a JSON string literal: valid UTF-8 (U+FFFD for bad bytes) */
-    cJSON *e = cJSON_CreateObject();
-    cJSON *str = s.data ? cJSON_Parse(s.data) : NULL;
+    trace_utf8(&s, *bytes, *len);
+    cJSON *str = cJSON_CreateString(s.data ? s.data : "");
     trace_buf_free(&s);
-    cJSON_AddItemToObject(e, "token", str ? str : cJSON_CreateString(""));
+    return str;
+}
+
+static cJSON *token_entry(const req_obs *o, bt_token t, float p, bool with_top) {
+    const char *b;
+    size_t len;
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddItemToObject(e, "token", token_string(o, t, &b, &len));
     cJSON_AddNumberToObject(e, "logprob", logprob(p));
     cJSON *arr = cJSON_AddArrayToObject(e, "bytes");
     for (size_t i = 0; arr && i < len; i++)
@@ -190,18 +198,17 @@ cJSON *req_obs_completion_logprobs(const req_obs *o, int32_t from, int32_t to, s
     cJSON *off = cJSON_AddArrayToObject(lp, "text_offset");
     for (int32_t i = from; o && i < to; i++) {
         if (bt_provider_is_eog(o->p, o->tok[i])) continue;
-        cJSON *e = token_entry(o, o->tok[i], o->lp[i], false);
-        cJSON_AddItemToArray(tokens, cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e, "token"), 1));
+        const char *b;
+        size_t len;
+        cJSON_AddItemToArray(tokens, token_string(o, o->tok[i], &b, &len));
         cJSON_AddItemToArray(tlp, cJSON_CreateNumber(logprob(o->lp[i])));
-        cJSON_Delete(e);
         cJSON *m = cJSON_CreateObject();
         for (int32_t j = 0; j < o->n_tops[i]; j++) {
             const bt_candidate *c = &o->top[(size_t)i * (size_t)o->n_top + (size_t)j];
-            cJSON *te = token_entry(o, c->id, c->p, false);
-            const char *ts = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(te, "token"));
-            if (ts && !cJSON_GetObjectItemCaseSensitive(m, ts))
-                cJSON_AddNumberToObject(m, ts, logprob(c->p));
-            cJSON_Delete(te);
+            cJSON *ts = token_string(o, c->id, &b, &len);
+            const char *k = cJSON_GetStringValue(ts);
+            if (k && !cJSON_GetObjectItemCaseSensitive(m, k)) cJSON_AddNumberToObject(m, k, logprob(c->p));
+            cJSON_Delete(ts);
         }
         cJSON_AddItemToArray(top, m);
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset0 + (i > 0 ? o->end[i - 1] : 0))));

@@ -75,10 +75,11 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     return len;
 }
 
-bool trace_json_string(trace_buf *b, const char *s, size_t n) {
+/* Append s[0..n) with U+FFFD in place of bytes that are not valid UTF-8; as the inside of
+ * a JSON string literal (escaped) when `json`, else as it is. True if s was valid. */
+static bool put_utf8(trace_buf *b, const char *s, size_t n, bool json) {
     const unsigned char *u = (const unsigned char *)s;
     bool valid = true;
-    put(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         unsigned char c = u[i];
         if (c >= 0x80) {
@@ -94,6 +95,10 @@ bool trace_json_string(trace_buf *b, const char *s, size_t n) {
             continue;
         }
         i++;
+        if (!json) {
+            put(b, (const char *)&c, 1);
+            continue;
+        }
         switch (c) {
         case '"': puts_(b, "\\\""); break;
         case '\\': puts_(b, "\\\\"); break;
@@ -105,9 +110,17 @@ bool trace_json_string(trace_buf *b, const char *s, size_t n) {
             else put(b, (const char *)&c, 1);
         }
     }
+    return valid;
+}
+
+bool trace_json_string(trace_buf *b, const char *s, size_t n) {
+    put(b, "\"", 1);
+    bool valid = put_utf8(b, s, n, true);
     put(b, "\"", 1);
     return valid;
 }
+
+bool trace_utf8(trace_buf *b, const char *s, size_t n) { return put_utf8(b, s, n, false); }
 
 /* ,"text":"..." for token id, and ,"hex":"..." when its bytes are not valid UTF-8. */
 static void put_token_text(trace_buf *b, bt_provider *p, bt_token id) {

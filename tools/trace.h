@@ -34,6 +34,10 @@ bool trace_event_json(const bt_event *ev, bt_provider *p, const trace_info *info
  * bytes that are not valid UTF-8. Returns true if the bytes were valid UTF-8. */
 bool trace_json_string(trace_buf *b, const char *s, size_t n);
 
+/* Append s[0..n) to b as text, U+FFFD in place of bytes that are not valid UTF-8 (no
+ * quotes, no escapes). Returns true if the bytes were valid UTF-8. */
+bool trace_utf8(trace_buf *b, const char *s, size_t n);
+
 /* ---- the --trace file ---- */
 
 typedef struct trace_file trace_file;
