@@ -96,7 +96,9 @@ static int on_release(void *user, bt_token id, const char *text, size_t len) {
         else check_stops(r, old);
     }
     bool stop = r->cancelled || r->stop_hit;
-    pthread_cond_broadcast(&r->cv);
+    /* a stream sends each piece as it comes; a whole answer waits only for the end (a
+     * wake-up per token would cost its connection thread a context switch each) */
+    if (r->stream) pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
     return stop;
 }

@@ -34,9 +34,11 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,9 +59,17 @@ typedef struct llama_shared {
     /* the batching thread (pools only) */
     bool            threaded;
     pthread_mutex_t mu;
-    pthread_cond_t  work, done;
+    pthread_cond_t  work, copied;
+    int32_t         n_pending, n_active; /* sequences with a request, taking part */
+    struct timespec last_post;           /* when the latest request arrived */
     pthread_t       thread;
+    llama_seq     **reqs;      /* the batcher's list of one step's requests (n_seq) */
     bool            stop;
+    int32_t         n_copying; /* sequences still copying their logits out of llama.cpp's
+                                  buffer: the next llama_decode waits for them */
+    /* ggml's CPU workers, kept between decodes (NULL: ggml starts them for each one) */
+    struct ggml_threadpool *threadpool;
+    void (*threadpool_free)(struct ggml_threadpool *);
 } llama_shared;
 
 /* One sequence: the provider's context. */
@@ -69,7 +79,8 @@ struct llama_seq {
     bt_token *held;      /* n_ctx */
     int32_t   n_held;
     int32_t   window;    /* ring slots (>= 1) */
-    float    *ring;      /* window * n_vocab */
+    float    *ring;      /* window * n_vocab, then base (one mapping of logits_bytes) */
+    size_t    logits_bytes;
     int32_t  *ring_pos;  /* position whose logits each slot holds, -1 if none */
     float    *base;      /* logits after the first evaluated batch (the prompt) */
     int32_t   base_pos;  /* -1 if none */
@@ -78,10 +89,13 @@ struct llama_seq {
     bool      owns_shared; /* a single provider frees the context with itself; pool
                               members leave that to the pool */
     /* a request for the batching thread */
+    sem_t     ready;     /* posted by the batcher when the request is done (pools) */
     bool      pending;
     const bt_token *req; /* tokens to decode at positions req_from ... */
     int32_t   req_n, req_from;
     int       req_rc;
+    const float *req_out; /* set by the batcher: this request's logits, still in llama.cpp's
+                             buffer, for the sequence's own thread to keep (NULL: kept) */
 };
 
 /* ==== Process-wide set-up ================================================ */
@@ -449,8 +463,15 @@ static const float *kept_logits(llama_seq *q, int32_t pos) {
 
 /* Decode the pending requests of `reqs` (tokens of every sequence in one batch, chunked
  * at n_batch), logits for each request's last token. Sets each req_rc. Caller holds mu
- * when threaded. */
-static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
+ * when threaded.
+ *
+ * Logits are kept (copied to the sequence's ring) here, except, with `defer`, those of
+ * the requests that end in the last chunk: their req_out points into llama.cpp's buffer
+ * and sh->n_copying counts them; each sequence's own thread copies them (in parallel,
+ * out of the batcher's serial path, into the cache of the core that samples from them)
+ * and the next llama_decode waits until all have. Earlier chunks' outputs are copied at
+ * once: the next chunk's decode overwrites them. */
+static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, bool defer) {
     int32_t r = 0, k = 0; /* request and token within it, where the next chunk starts */
     while (r < n_req) {
         int32_t m = 0;
@@ -478,7 +499,11 @@ static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
             if (kk == q->req_n - 1) {
                 if (status == BT_OK) {
                     const float *out = llama_get_logits_ith(sh->lctx, i);
-                    if (out) {
+                    if (out && defer && r == n_req) { /* the last chunk */
+                        q->req_out = out;
+                        sh->n_copying++;
+                        q->req_rc = BT_OK;
+                    } else if (out) {
                         q->cur = keep_logits(q, q->req_from + kk, out);
                         q->req_rc = BT_OK;
                     } else {
@@ -499,43 +524,75 @@ static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
     }
 }
 
-/* The batching thread of a pool: wait until every active sequence has a request (or 2 ms
- * after the first one arrived), then decode them all in one batch. */
+
+/* How long the batcher waits for the stragglers of a step after the latest request. */
+#define BATCH_WAIT_NS 2000000L
+
+/* `t` + ns nanoseconds. */
+static struct timespec ts_add(struct timespec t, long ns) {
+    t.tv_nsec += ns;
+    while (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+    return t;
+}
+
+static bool ts_before(struct timespec a, struct timespec b) {
+    return a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec);
+}
+
+/* The batching thread of a pool: wait until every active sequence has a request, or until
+ * none arrived for 2 ms, then decode them all in one batch. It is woken when a step's
+ * first request arrives and when the last one does (the counters n_pending and n_active),
+ * not by every request: each request notes its arrival time (sh->last_post) instead. */
 static void *batcher(void *arg) {
     llama_shared *sh = arg;
-    llama_seq **reqs = malloc((size_t)sh->n_seq * sizeof *reqs);
+    llama_seq **reqs = sh->reqs;
     pthread_mutex_lock(&sh->mu);
     while (!sh->stop) {
-        int32_t n_pending = 0, n_active = 0;
-        for (int32_t i = 0; i < sh->n_seq; i++) {
-            n_pending += sh->seqs[i]->pending;
-            n_active += sh->seqs[i]->active;
-        }
-        if (n_pending == 0) {
+        if (sh->n_pending == 0) {
             pthread_cond_wait(&sh->work, &sh->mu);
             continue;
         }
-        if (n_pending < n_active) { /* give the others a moment to join this step */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 2000000;
-            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
-            if (pthread_cond_timedwait(&sh->work, &sh->mu, &ts) == 0) continue;
+        if (sh->n_pending < sh->n_active) { /* give the others a moment to join this step */
+            struct timespec deadline = ts_add(sh->last_post, BATCH_WAIT_NS), now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            if (ts_before(now, deadline)) {
+                pthread_cond_timedwait(&sh->work, &sh->mu, &deadline);
+                continue; /* woken, or a later request moved the deadline: count again */
+            }
+        }
+        /* llama.cpp's output buffer is still being read from: wait for it (requests that
+         * arrive meanwhile join this step) */
+        if (sh->n_copying > 0) {
+            pthread_cond_wait(&sh->copied, &sh->mu);
+            continue;
         }
         int32_t n_req = 0;
         for (int32_t i = 0; i < sh->n_seq; i++)
             if (sh->seqs[i]->pending) reqs[n_req++] = sh->seqs[i];
-        if (reqs) decode_requests(sh, reqs, n_req);
-        for (int32_t i = 0; i < n_req; i++) reqs[i]->pending = false;
-        pthread_cond_broadcast(&sh->done);
+        decode_requests(sh, reqs, n_req, true);
+        for (int32_t i = 0; i < n_req; i++) {
+            reqs[i]->pending = false;
+            sh->n_pending--;
+            sem_post(&reqs[i]->ready); /* wakes that sequence alone, which needs no lock */
+        }
     }
     pthread_mutex_unlock(&sh->mu);
-    free(reqs);
     return NULL;
 }
 
+/* Sequence q takes part in the batches from now on / no longer (caller holds mu): a
+ * batcher waiting for the stragglers of a step stops waiting for one that left. */
+static void set_active(llama_seq *q, bool active) {
+    llama_shared *sh = q->sh;
+    if (q->active == active) return;
+    q->active = active;
+    sh->n_active += active ? 1 : -1;
+    if (!active && sh->n_pending > 0 && sh->n_pending >= sh->n_active)
+        pthread_cond_signal(&sh->work);
+}
+
 /* Decode toks[0..n) of sequence q at positions from..: directly, or through the batching
- * thread of a pool. */
+ * thread of a pool. Caller holds mu (pools); it is released while the batch runs. */
 static int decode(llama_seq *q, const bt_token *toks, int32_t n, int32_t from) {
     llama_shared *sh = q->sh;
     q->req = toks;
@@ -543,13 +600,26 @@ static int decode(llama_seq *q, const bt_token *toks, int32_t n, int32_t from) {
     q->req_from = from;
     q->req_rc = BT_OK;
     if (!sh->threaded) {
-        decode_requests(sh, &q, 1);
+        decode_requests(sh, &q, 1, false);
         return q->req_rc;
     }
-    q->active = true;
+    set_active(q, true);
     q->pending = true;
-    pthread_cond_signal(&sh->work);
-    while (q->pending) pthread_cond_wait(&sh->done, &sh->mu);
+    sh->n_pending++;
+    clock_gettime(CLOCK_REALTIME, &sh->last_post);
+    /* the step's first request starts the batcher's clock; the last one ends its wait */
+    if (sh->n_pending == 1 || sh->n_pending >= sh->n_active) pthread_cond_signal(&sh->work);
+    pthread_mutex_unlock(&sh->mu);
+    while (sem_wait(&q->ready) != 0 && errno == EINTR) {}
+    /* keep our logits (the batcher waits for that before its next decode) */
+    const float *out = q->req_out;
+    const float *kept = out ? keep_logits(q, q->req_from + q->req_n - 1, out) : NULL;
+    pthread_mutex_lock(&sh->mu);
+    if (out) {
+        q->cur = kept;
+        q->req_out = NULL;
+        if (--sh->n_copying == 0) pthread_cond_signal(&sh->copied);
+    }
     /* the batcher's thread-local error message is not ours: restate it here */
     if (q->req_rc != BT_OK)
         return bt__fail(q->req_rc, q->req_rc == BT_ERR_CONTEXT_FULL
@@ -660,10 +730,9 @@ static void lp_reset(void *ctx) {
     llama_shared *sh = q->sh;
     lock(sh);
     llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1); /* whole: never fails */
-    q->active = false;
     /* a pool's batcher may be waiting for this one (a single provider has no batcher,
      * and its condition variables were never initialised) */
-    if (sh->threaded) pthread_cond_signal(&sh->work);
+    if (sh->threaded) set_active(q, false);
     unlock(sh);
     q->n_held = 0;
     q->cur = NULL;
@@ -705,17 +774,60 @@ static void lp_end(void *ctx) {
     llama_seq *q = ctx;
     llama_shared *sh = q->sh;
     lock(sh);
-    q->active = false;
-    if (sh->threaded) pthread_cond_signal(&sh->work);
+    if (sh->threaded) set_active(q, false);
     unlock(sh);
+}
+
+/* Memory for a sequence's kept logits (NULL if none): its own mapping, in huge pages
+ * where the kernel gives them (transparent huge pages in "madvise" mode). With 4 KiB
+ * pages, a 128k vocabulary's ring of 33 rows is 4,300 page faults per sequence the first
+ * time it fills, paid by the first requests (measured: 0.65 s of CPU for 8 sequences on
+ * a virtual machine); with 2 MiB pages it is 9. Free with logits_free(p, bytes). */
+#if defined(__SANITIZE_ADDRESS__)
+#define BT__LOGITS_MALLOC 1 /* AddressSanitizer checks heap blocks, not mappings */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BT__LOGITS_MALLOC 1
+#endif
+#endif
+static float *logits_alloc(size_t bytes) {
+#ifdef BT__LOGITS_MALLOC
+    return calloc(1, bytes);
+#else
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (size_t)2 << 20) madvise(p, bytes, MADV_HUGEPAGE); /* a hint: may fail */
+#endif
+    return p;
+#endif
+}
+
+static void logits_free(float *p, size_t bytes) {
+#ifdef BT__LOGITS_MALLOC
+    (void)bytes;
+    free(p);
+#else
+    munmap(p, bytes);
+#endif
+}
+
+/* Fault in the pages of a logits mapping now (a pool's, before its first request):
+ * first touches of fresh memory are slow on virtual machines (zeroing, and the host's own
+ * faults: 0.25 s of CPU for 8 sequences of a 128k vocabulary, measured), and a server
+ * pays them at start-up, as llama-server pays its warm-up, not in its first requests. */
+static void logits_prefault(float *p, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
+#endif
+    for (size_t i = 0; i < bytes; i += 4096) ((volatile char *)p)[i] = 0;
 }
 
 static void seq_free(llama_seq *q) {
     if (!q) return;
     free(q->held);
-    free(q->ring);
+    if (q->ring) logits_free(q->ring, q->logits_bytes);
     free(q->ring_pos);
-    free(q->base);
     free(q);
 }
 
@@ -729,13 +841,16 @@ static void shared_free(llama_shared *sh) {
         pthread_join(sh->thread, NULL);
         pthread_mutex_destroy(&sh->mu);
         pthread_cond_destroy(&sh->work);
-        pthread_cond_destroy(&sh->done);
+        pthread_cond_destroy(&sh->copied);
+        for (int32_t i = 0; i < sh->n_seq; i++) sem_destroy(&sh->seqs[i]->ready);
     }
     if (sh->seqs)
         for (int32_t i = 0; i < sh->n_seq; i++) seq_free(sh->seqs[i]);
     free(sh->seqs);
+    free(sh->reqs);
     if (sh->batch.token) llama_batch_free(sh->batch);
     if (sh->lctx) llama_free(sh->lctx);
+    if (sh->threadpool) sh->threadpool_free(sh->threadpool);
     if (sh->model) llama_model_free(sh->model);
     free(sh->pieces);
     free(sh->off);
@@ -801,15 +916,40 @@ static llama_seq *seq_new(llama_shared *sh, int32_t id, int32_t window) {
      * last one), which is what 0 asks for. */
     q->window = window > 0 ? window : 1;
     q->held = malloc((size_t)sh->n_ctx * sizeof *q->held);
-    q->base = malloc((size_t)sh->n_vocab * sizeof *q->base);
-    q->ring = malloc((size_t)q->window * (size_t)sh->n_vocab * sizeof *q->ring);
+    size_t nv = (size_t)sh->n_vocab;
+    q->logits_bytes = ((size_t)q->window + 1) * nv * sizeof(float);
+    q->ring = logits_alloc(q->logits_bytes);
+    q->base = q->ring ? q->ring + (size_t)q->window * nv : NULL;
     q->ring_pos = malloc((size_t)q->window * sizeof *q->ring_pos);
-    if (!q->held || !q->base || !q->ring || !q->ring_pos) {
+    if (!q->held || !q->ring || !q->ring_pos) {
         seq_free(q);
         return NULL;
     }
     for (int32_t i = 0; i < q->window; i++) q->ring_pos[i] = -1;
     return q;
+}
+
+/* Give the context a pool of `threads` CPU workers that lives as long as it does. Without
+ * one, ggml starts and joins threads - 1 threads for every llama_decode (one per token
+ * in generation). The workers sleep between decodes instead of polling (poll 0): the
+ * CPUs they would spin on are the ones this process samples on. Best effort: without the
+ * CPU backend's entry points nothing changes. */
+static void attach_threadpool(llama_shared *sh, int32_t threads) {
+    if (threads <= 1) return;
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : NULL;
+    if (!reg) return;
+    struct ggml_threadpool *(*tp_new)(struct ggml_threadpool_params *) =
+        (struct ggml_threadpool *(*)(struct ggml_threadpool_params *))
+            ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new");
+    void (*tp_free)(struct ggml_threadpool *) = (void (*)(struct ggml_threadpool *))
+        ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+    if (!tp_new || !tp_free) return;
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+    tpp.poll = 0;
+    if (!(sh->threadpool = tp_new(&tpp))) return;
+    sh->threadpool_free = tp_free;
+    llama_attach_threadpool(sh->lctx, sh->threadpool, NULL);
 }
 
 /* Load the model and build a context for n_seq sequences of n_ctx tokens each. */
@@ -876,6 +1016,7 @@ static llama_shared *shared_new(const bt_llama_params *P, int32_t n_seq) {
                  n_ctx, P->model_path);
         goto fail;
     }
+    attach_threadpool(sh, threads);
     /* llama.cpp may round the context up; honour the size that was asked for. */
     sh->n_ctx = (int32_t)llama_n_ctx_seq(sh->lctx);
     if (n_ctx < sh->n_ctx) sh->n_ctx = n_ctx;
@@ -930,16 +1071,20 @@ bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
     }
     llama_shared *sh = pool->sh;
     pool->members = calloc((size_t)n, sizeof *pool->members);
-    if (!pool->members) goto nomem;
+    sh->reqs = malloc((size_t)n * sizeof *sh->reqs);
+    if (!pool->members || !sh->reqs) goto nomem;
     for (int32_t i = 0; i < n; i++)
         if (!(pool->members[i] = bt_provider_init(&llama_iface, sh->seqs[i]))) goto nomem;
+    for (int32_t i = 0; i < n; i++) logits_prefault(sh->seqs[i]->ring, sh->seqs[i]->logits_bytes);
     pthread_mutex_init(&sh->mu, NULL);
     pthread_cond_init(&sh->work, NULL);
-    pthread_cond_init(&sh->done, NULL);
+    pthread_cond_init(&sh->copied, NULL);
+    for (int32_t i = 0; i < n; i++) sem_init(&sh->seqs[i]->ready, 0, 0);
     if (pthread_create(&sh->thread, NULL, batcher, sh) != 0) {
         pthread_mutex_destroy(&sh->mu);
         pthread_cond_destroy(&sh->work);
-        pthread_cond_destroy(&sh->done);
+        pthread_cond_destroy(&sh->copied);
+        for (int32_t i = 0; i < n; i++) sem_destroy(&sh->seqs[i]->ready);
         bt__fail(BT_ERR_NOMEM, "cannot start the batching thread");
         goto fail;
     }
