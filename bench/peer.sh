@@ -68,18 +68,43 @@ serve backtrack
 node bench/bench_peer.mjs "$url" "backtrack serve" turns
 cleanup
 echo
-echo "### Aggregate throughput (8 clients, 48 completion requests of 64 tokens)"
+rounds=${BT_PEER_ROUNDS:-3}
+echo "### Aggregate throughput (8 clients, 48 completion requests of 64 tokens; median of $rounds rounds)"
 echo
-echo "| server | requests | clients | max_tokens | completion tokens/s | errors |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: |"
-serve llama-server
-node bench/bench_peer.mjs "$url" "llama-server" load
-cleanup
-serve backtrack
-node bench/bench_peer.mjs "$url" "backtrack serve, no strategy" load
-cleanup
+echo "Each round starts each server afresh and runs the load once, in the order llama-server,"
+echo "backtrack without a strategy, backtrack with AntiSlop (rounds interleave the servers, so a"
+echo "slow spell of the machine hits all of them)."
+echo
+# load LABEL: one load run on the server at $url; prints its completion tokens/s, errors
+load() { node bench/bench_peer.mjs "$url" "$1" load | awk -F'|' '{gsub(/ /, "", $6); gsub(/ /, "", $7); print $6, $7}'; }
+declare -A runs errs
+labels=("llama-server" "backtrack serve, no strategy")
+[ -f "$slop" ] && labels+=("backtrack serve, AntiSlop, 50,046 phrases")
+for r in $(seq 1 "$rounds"); do
+    for l in "${labels[@]}"; do
+        case $l in
+        llama-server) serve llama-server ;;
+        *AntiSlop*) serve backtrack -s antislop --slop-file "$slop" ;;
+        *) serve backtrack ;;
+        esac
+        read -r tps err < <(load "$l")
+        cleanup
+        runs[$l]="${runs[$l]:+${runs[$l]} }$tps"
+        errs[$l]=$(( ${errs[$l]:-0} + err ))
+    done
+done
+median() { tr ' ' '\n' <<<"$1" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "| server | completion tokens/s (median) | runs | errors (all runs) | vs llama-server |"
+echo "| --- | ---: | --- | ---: | ---: |"
+base=$(median "${runs[llama-server]}")
+for l in "${labels[@]}"; do
+    m=$(median "${runs[$l]}")
+    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')
+    echo "| $l | $m | ${runs[$l]// /, } | ${errs[$l]} | $ratio |"
+done
 if [ -f "$slop" ]; then
-    serve backtrack -s antislop --slop-file "$slop"
-    node bench/bench_peer.mjs "$url" "backtrack serve, AntiSlop, 50,046 phrases" load
-    cleanup
+    a=$(median "${runs[backtrack serve, AntiSlop, 50,046 phrases]}")
+    b=$(median "${runs[backtrack serve, no strategy]}")
+    echo
+    awk -v a="$a" -v b="$b" 'BEGIN {printf "AntiSlop with the 50,046-phrase list on every request: %.2fx of the strategy-free throughput (medians).\n", a / b}'
 fi

@@ -88,6 +88,11 @@ static inline bool bt__has_bans_here(const bt_strategy *s) {
     return s && s->ext_ && s->ext_->bans_here;
 }
 
+/* The sampler's saved draw (sampler.c, "Drawing again at the same position"), for tests:
+ * turn it off (before a generation), and how many draws it served. */
+void    bt__sampler_redraw_off(bt_sampler *s);
+int64_t bt__sampler_redraw_hits(const bt_sampler *s);
+
 typedef struct bt__logit_patch {
     const int32_t *pos;   /* n_vocab entries, -1 where unpatched    */
     const float   *val;   /* patched logits, in the logits' units    */

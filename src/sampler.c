@@ -44,6 +44,21 @@ struct bt_sampler {
     int32_t          *pen_cnt;   /* occurrences in the penalty window                */
     int32_t           pen_cap;   /* distinct window tokens possible + n_bias         */
     int32_t           n_pen;     /* entries in use during a draw                     */
+    /* The last draw's candidates as the filters left them (before on_probs), for a
+     * draw again at the same position: a strategy that rejected the token just drawn
+     * (a rewind of that one token: AntiSlop's soft bans, a retry) gets the same filter
+     * output from the same logits and patch, so it is copied back instead of recomputed
+     * over the whole vocabulary. Only for strategies that can rewind, without an
+     * on_logits copy (sparse or none); keyed on the position, the logits pointer and the
+     * patch (bias, penalties, bans) being what they were. */
+    bt_candidate     *redraw;     /* BT__REDRAW_MAX entries, NULL when off               */
+    int32_t           redraw_n, redraw_sorted;
+    int32_t           redraw_at;  /* continuation length of the saved draw, -1: none     */
+    const float      *redraw_raw;
+    bt_token         *redraw_pid; /* the patch then (pen_cap entries each)               */
+    float            *redraw_pval;
+    int32_t           redraw_npen;
+    int64_t           redraw_hits;
     /* The observer (bt_sampler_set_observer): NULL fn when none. */
     bt_observer_fn    obs_fn;
     void             *obs_user;
@@ -52,6 +67,7 @@ struct bt_sampler {
 };
 
 #define BT__OBS_MAX_TOP 64
+#define BT__REDRAW_MAX 4096 /* candidates a saved draw holds at most (more: not saved) */
 
 /* ==== Random numbers: xoshiro256** seeded by splitmix64 ================== */
 
@@ -226,6 +242,20 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
         bt_sampler_free(s); /* keeps the last error */
         return NULL;
     }
+    s->redraw_at = -1;
+    bool copies = strategy && strategy->iface->on_logits && !s->sparse;
+    if (strategy && strategy->iface->backtrack && !copies) {
+        s->redraw = malloc(BT__REDRAW_MAX * sizeof *s->redraw);
+        if (s->pen_cap > 0) {
+            s->redraw_pid = malloc((size_t)s->pen_cap * sizeof *s->redraw_pid);
+            s->redraw_pval = malloc((size_t)s->pen_cap * sizeof *s->redraw_pval);
+        }
+        if (!s->redraw || (s->pen_cap > 0 && (!s->redraw_pid || !s->redraw_pval))) {
+            bt_sampler_free(s);
+            bt__fail(BT_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+    }
     return s;
 }
 
@@ -245,6 +275,9 @@ void bt_sampler_free(bt_sampler *s) {
     free(s->pen_id);
     free(s->pen_val);
     free(s->pen_cnt);
+    free(s->redraw);
+    free(s->redraw_pid);
+    free(s->redraw_pval);
     free(s);
 }
 
@@ -548,6 +581,59 @@ static int32_t filter_raw(bt_sampler *s, const float *raw, const bt__logit_patch
     return bt__candidates_filter(&s->cands, raw, inv_t, P->top_k, P->top_p, P->min_p);
 }
 
+/* ==== Drawing again at the same position ================================= */
+
+/* Whether the saved draw is this one's filter output: same position (the only change
+ * since was the drawn token appended and rewound), same logits, same patch. */
+static bool redraw_hit(const gen *g, const float *raw, const bt__logit_patch *pt) {
+    const bt_sampler *s = g->s;
+    if (!s->redraw || s->redraw_at != g->n_cont || s->redraw_raw != raw) return false;
+    int32_t n_pen = pt ? s->n_pen : 0;
+    if (n_pen != s->redraw_npen) return false;
+    for (int32_t k = 0; k < n_pen; k++) /* bitwise: -inf bans, and NaN never equals itself */
+        if (s->pen_id[k] != s->redraw_pid[k] ||
+            memcmp(&s->pen_val[k], &s->redraw_pval[k], sizeof(float)) != 0)
+            return false;
+    return true;
+}
+
+/* Save the filters' output of this draw (nothing if it is too long: the next draw at
+ * this position filters again). */
+static void redraw_save(gen *g, const float *raw, const bt__logit_patch *pt) {
+    bt_sampler *s = g->s;
+    const bt_candidates *c = &s->cands;
+    s->redraw_at = -1;
+    if (!s->redraw || c->n > BT__REDRAW_MAX) return;
+    memcpy(s->redraw, c->data, (size_t)c->n * sizeof *c->data);
+    s->redraw_n = c->n;
+    s->redraw_sorted = c->n_sorted;
+    s->redraw_npen = pt ? s->n_pen : 0;
+    if (s->redraw_npen > 0) {
+        memcpy(s->redraw_pid, s->pen_id, (size_t)s->redraw_npen * sizeof *s->pen_id);
+        memcpy(s->redraw_pval, s->pen_val, (size_t)s->redraw_npen * sizeof *s->pen_val);
+    }
+    s->redraw_raw = raw;
+    s->redraw_at = g->n_cont;
+}
+
+void bt__sampler_redraw_off(bt_sampler *s) {
+    free(s->redraw);
+    s->redraw = NULL;
+    s->redraw_at = -1;
+}
+
+int64_t bt__sampler_redraw_hits(const bt_sampler *s) { return s->redraw_hits; }
+
+/* The saved filter output back into the candidates; returns their number. */
+static int32_t redraw_restore(bt_sampler *s) {
+    bt_candidates *c = &s->cands;
+    bt__candidates_clear(c);
+    memcpy(c->data, s->redraw, (size_t)s->redraw_n * sizeof *c->data);
+    c->n = s->redraw_n;
+    c->n_sorted = s->redraw_sorted;
+    return c->n;
+}
+
 /* One draw: logit bias and penalties, temperature, the strategy's on_logits, filters,
  * on_probs, the seeded pick. Without an on_logits the filters read the model's logits
  * directly with the temperature as a scale factor (no copy of the vocabulary; bias and
@@ -575,12 +661,17 @@ static bt_token draw(gen *g, const float *raw) {
         copy = s->ban_full;
     }
     if (copy) {
+        s->redraw_at = -1;
         for (int32_t i = 0; i < s->n_vocab; i++) s->logits[i] = raw[i] * inv_t;
         for (int32_t k = 0; k < s->n_pen; k++) s->logits[s->pen_id[k]] = s->pen_val[k] * inv_t;
         st->iface->on_logits(st, &g->view, s->logits);
         n = bt__candidates_filter(c, s->logits, 1.0f, P->top_k, P->top_p, P->min_p);
+    } else if (redraw_hit(g, raw, pt)) {
+        n = redraw_restore(s);
+        s->redraw_hits++;
     } else {
         n = filter_raw(s, raw, pt, inv_t);
+        redraw_save(g, raw, pt);
     }
     if (n > 0 && st && st->iface->on_probs) st->iface->on_probs(st, &g->view, c);
     int32_t i = bt__candidates_draw(c, u);
@@ -763,6 +854,7 @@ int bt_generate_tokens(bt_sampler *s, const bt_token *prompt, int32_t n_prompt,
         if (st->seed == BT_SEED_RANDOM) st->seed = 0;
     }
     bt__rng_seed(&s->rng, st->seed);
+    s->redraw_at = -1; /* a saved draw belongs to the generation that made it */
 
     gen g = {.s = s, .n_prompt = n_prompt, .on_release = on_release, .user = user, .st = st};
     g.seq = malloc((size_t)n_ctx * sizeof *g.seq);

@@ -205,6 +205,73 @@ static void test_bans_patch_equals_copy(void) {
 }
 
 
+/* ---- A draw again at the same position reuses the filters' output ----
+ * After a rewind of only the token just drawn (AntiSlop's soft bans, its retries), the
+ * sampler copies back the candidates the filters gave at that position instead of
+ * filtering the vocabulary again. Same seeds with and without: same text, same stats;
+ * soft bans (the saved draw serves them), hard bans (the patch changes: filter again), the
+ * penalties and a bias in the patch, top_k off (top_p over many candidates), and a
+ * provider that hands out every position's logits at one address. */
+static bt_strategy *favourites_adj(float adj, bool whole_word) {
+    const char *fav[] = {"Lily", "little", "park", "ball", "girl", "happy", "play", "mom", "he", "she"};
+    bt_phrase_list *l = bt_phrase_list_new();
+    for (int i = 0; i < 10; i++) bt_phrase_list_add(l, fav[i], strlen(fav[i]), i % 3 ? adj : 0.0f);
+    bt_antislop_params ap = bt_antislop_default_params();
+    ap.phrases = l;
+    ap.whole_word = whole_word;
+    bt_strategy *s = bt_antislop_strategy_init(&ap);
+    bt_phrase_list_free(l);
+    return s;
+}
+
+static void test_redraw_equals_filtering_again(void) {
+    bt_provider *p = load();
+    /* logits_window 0: one slot, so every position's logits come at the same address
+     * (the position must be part of the key, not only the pointer) */
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.logits_window = 0;
+    bt_provider *p0 = bt_llama_provider_init(&lp);
+    CHECK(p != NULL && p0 != NULL);
+    if (!p || !p0) return;
+    bt_logit_bias lb[2] = {{.token = 317, .bias = 2.0f}, {.token = 432, .bias = -1.0f}};
+    int64_t hits = 0, rewinds = 0;
+    for (uint64_t seed = 1; seed <= 16; seed++) {
+        bt_strategy *s = favourites_adj(seed % 4 == 3 ? 0.9f : 0.3f, seed % 2 == 0);
+        bt_sampler_params sp = bt_sampler_default_params();
+        sp.seed = seed;
+        sp.max_new_tokens = 100;
+        if (seed % 4 == 1) { /* the penalties and a bias in the patch */
+            sp.repeat_penalty = 1.3f;
+            sp.presence_penalty = 0.2f;
+            sp.logit_bias = lb;
+            sp.n_logit_bias = 2;
+        }
+        if (seed % 8 == 2) sp.top_k = 0, sp.top_p = 0.9f;
+        text_sink k[2] = {{{0}, 0}, {{0}, 0}};
+        bt_stats st[2];
+        for (int w = 0; w < 2; w++) {
+            bt_sampler *smp = bt_sampler_init(seed % 3 == 0 ? p0 : p, s, &sp);
+            if (w == 1) bt__sampler_redraw_off(smp);
+            CHECK_EQ_INT(bt_generate(smp, "Once upon a time", 16, text_sink_collect, &k[w], &st[w]), BT_OK);
+            if (w == 0) hits += bt__sampler_redraw_hits(smp);
+            else CHECK_EQ_INT(bt__sampler_redraw_hits(smp), 0);
+            bt_sampler_free(smp);
+        }
+        CHECK_STR(k[1].text, k[0].text);
+        CHECK_EQ_INT(st[1].n_rewinds, st[0].n_rewinds);
+        CHECK_EQ_INT(st[1].n_steps, st[0].n_steps);
+        CHECK_EQ_INT(st[1].n_dead_ends, st[0].n_dead_ends);
+        rewinds += st[0].n_rewinds;
+        bt_strategy_free(s);
+    }
+    fprintf(stderr, "  16 seeds: %lld rewinds, %lld draws served again, identical texts\n",
+            (long long)rewinds, (long long)hits);
+    CHECK(hits > 20); /* the saved draw did serve */
+    bt_provider_free(p);
+    bt_provider_free(p0);
+}
+
 /* A strategy that bans every token of the vocabulary at position 3 (a dead end: the
  * sampler falls back to the model's own distribution there) and `extra` tokens at every
  * other position; with the fast path (bans_here) or without (on_logits only). 512 bans
@@ -264,5 +331,6 @@ int main(void) {
     RUN(test_replace_real);
     RUN(test_bans_patch_equals_copy);
     RUN(test_bans_patch_dead_end_and_overflow);
+    RUN(test_redraw_equals_filtering_again);
     TEST_MAIN_END();
 }
