@@ -5,6 +5,8 @@
 #include "internal.h"
 
 #include <pthread.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *MODEL = BT_TEST_MODEL;
@@ -32,6 +34,7 @@ typedef struct job {
     const char  *prompt;
     uint64_t     seed;
     bool         rewind;
+    int          delay_ms; /* start this much later than the others */
     text_sink    out;
     bt_stats     st;
     int          rc;
@@ -39,6 +42,7 @@ typedef struct job {
 
 static void *run_job(void *arg) {
     job *j = arg;
+    if (j->delay_ms) nanosleep(&(struct timespec){0, j->delay_ms * 1000000L}, NULL);
     every e = {0};
     bt_strategy *s = j->rewind ? bt_strategy_init(&every_iface, &e) : NULL;
     bt_sampler_params sp = bt_sampler_default_params();
@@ -69,11 +73,17 @@ static int64_t gen_evaluated(const bt_stats *st) {
     return st->n_evaluated - (st->n_prompt - st->n_prompt_cached);
 }
 
-static void pool_matches_isolation(int32_t window) {
+/* n_batch 4 splits every prompt into chunks, decoded (with staggered starts) in the same
+ * llama_decode as other members' single tokens: requests end in earlier chunks (kept by
+ * the batcher) and in the last one (copied by the member itself). threads 2: ggml's own
+ * workers (the pool's threadpool), which stories260K alone never gets. */
+static void pool_matches_isolation_with(int32_t window, int32_t n_batch, int32_t threads) {
     bt_llama_params lp = bt_llama_default_params();
     lp.model_path = MODEL;
     lp.n_ctx = 256;
     lp.logits_window = window;
+    lp.n_batch = n_batch;
+    lp.n_threads = threads;
     /* alone: one provider, one after the other */
     bt_provider *single = bt_llama_provider_init(&lp);
     CHECK(single != NULL);
@@ -97,7 +107,8 @@ static void pool_matches_isolation(int32_t window) {
         pthread_t th[N];
         for (int i = 0; i < N; i++) {
             together[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = PROMPTS[i],
-                                .seed = 100 + (uint64_t)i, .rewind = i > 0};
+                                .seed = 100 + (uint64_t)i, .rewind = i > 0,
+                                .delay_ms = n_batch < 8 ? 3 * i : 0};
             pthread_create(&th[i], NULL, run_job, &together[i]);
         }
         for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
@@ -120,6 +131,8 @@ static void pool_matches_isolation(int32_t window) {
     bt_llama_pool_free(pool);
     CHECK(bt_llama_pool_init(&lp, 0) == NULL);
 }
+
+static void pool_matches_isolation(int32_t window) { pool_matches_isolation_with(window, 512, 0); }
 
 /* The contract of eval: the logits stay valid until the same provider's next eval,
  * rewind or reset, whatever the other members of the pool do meanwhile. Member 0 keeps
@@ -188,6 +201,63 @@ static void test_pool_window_0(void) {
         CHECK_EQ_INT(g_evaluated[1][i], g_evaluated[0][i] + (i > 0 ? TOKENS / 10 : 0));
 }
 
+static void test_pool_chunks_and_threads(void) {
+    pool_matches_isolation_with(32, 4, 1);
+    pool_matches_isolation_with(0, 4, 1);
+    pool_matches_isolation_with(32, 4, 2);
+    pool_matches_isolation_with(0, 512, 2);
+}
+
+/* ---- A forked child (Python's multiprocessing forks by default on Linux) ----
+ * The threads a provider made (ggml's workers kept between decodes, a pool's batching
+ * thread) stay in the parent. A single provider goes on in the child (ggml starts
+ * workers per decode there); a pool says it cannot, rather than waiting for a batcher
+ * that is not there; freeing either in the child returns. The child has 10 s. */
+static int child_status(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFSIGNALED(status)) fprintf(stderr, "  child killed by signal %d\n", WTERMSIG(status));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+static void test_fork_child(void) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.n_ctx = 64;
+    lp.n_threads = 2;
+    bt_provider *p = bt_llama_provider_init(&lp);
+    bt_llama_pool *pool = bt_llama_pool_init(&lp, 2);
+    CHECK(p != NULL && pool != NULL);
+    if (!p || !pool) return;
+    const bt_token seq[4] = {1, 400, 401, 402};
+    const float *l = NULL;
+    bt_provider *m = bt_llama_pool_provider(pool, 0);
+    CHECK_EQ_INT(p->iface->eval(p->ctx, seq, 2, &l, NULL), BT_OK);
+    CHECK_EQ_INT(m->iface->eval(m->ctx, seq, 2, &l, NULL), BT_OK);
+    for (int what = 0; what < 2; what++) { /* 0: use, then free; 1: free at once */
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(10);
+            int code = 0;
+            if (what == 0) {
+                if (p->iface->eval(p->ctx, seq, 4, &l, NULL) != BT_OK) code = 1;
+                if (m->iface->eval(m->ctx, seq, 4, &l, NULL) != BT_ERR_UNSUPPORTED) code = 2;
+            }
+            bt_provider_free(p);
+            bt_llama_pool_free(pool);
+            _exit(code);
+        }
+        CHECK_EQ_INT(child_status(pid), 0);
+    }
+    /* the parent's are intact */
+    CHECK_EQ_INT(p->iface->eval(p->ctx, seq, 4, &l, NULL), BT_OK);
+    CHECK_EQ_INT(m->iface->eval(m->ctx, seq, 4, &l, NULL), BT_OK);
+    m->iface->reset(m->ctx);
+    bt_provider_free(p);
+    bt_llama_pool_free(pool);
+}
+
 int main(void) {
     if (access(MODEL, R_OK) != 0) {
         fprintf(stderr, "model %s missing: run scripts/get-model.sh\n", MODEL);
@@ -196,5 +266,7 @@ int main(void) {
     RUN(test_pool_matches_isolation);
     RUN(test_pool_window_0);
     RUN(test_logits_stay_owned);
+    RUN(test_pool_chunks_and_threads);
+    RUN(test_fork_child);
     TEST_MAIN_END();
 }

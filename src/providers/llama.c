@@ -61,7 +61,9 @@ typedef struct llama_shared {
     pthread_mutex_t mu;
     pthread_cond_t  work, copied;
     int32_t         n_pending, n_active; /* sequences with a request, taking part */
-    struct timespec last_post;           /* when the latest request arrived */
+    struct timespec last_post;           /* when the latest request arrived
+                                            (CLOCK_MONOTONIC: a step of the wall clock
+                                            must not stretch the wait) */
     pthread_t       thread;
     llama_seq     **reqs;      /* the batcher's list of one step's requests (n_seq) */
     bool            stop;
@@ -70,6 +72,8 @@ typedef struct llama_shared {
     /* ggml's CPU workers, kept between decodes (NULL: ggml starts them for each one) */
     struct ggml_threadpool *threadpool;
     void (*threadpool_free)(struct ggml_threadpool *);
+    pid_t           pid;       /* the process that made the threads (the batcher, ggml's
+                                  workers): a forked child has none of them */
 } llama_shared;
 
 /* One sequence: the provider's context. */
@@ -461,6 +465,16 @@ static const float *kept_logits(llama_seq *q, int32_t pos) {
 
 /* ==== Decoding ============================================================ */
 
+/* In a forked child, the threads the parent made are gone: a single provider drops its
+ * threadpool (left allocated: freeing it would join threads that are not there) and
+ * ggml starts workers for each decode, as it did before the pool existed. */
+static void drop_threadpool_after_fork(llama_shared *sh) {
+    if (sh->threadpool && getpid() != sh->pid) {
+        llama_detach_threadpool(sh->lctx);
+        sh->threadpool = NULL;
+    }
+}
+
 /* Decode the pending requests of `reqs` (tokens of every sequence in one batch, chunked
  * at n_batch), logits for each request's last token. Sets each req_rc. Caller holds mu
  * when threaded.
@@ -472,6 +486,7 @@ static const float *kept_logits(llama_seq *q, int32_t pos) {
  * and the next llama_decode waits until all have. Earlier chunks' outputs are copied at
  * once: the next chunk's decode overwrites them. */
 static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, bool defer) {
+    drop_threadpool_after_fork(sh);
     int32_t r = 0, k = 0; /* request and token within it, where the next chunk starts */
     while (r < n_req) {
         int32_t m = 0;
@@ -554,7 +569,7 @@ static void *batcher(void *arg) {
         }
         if (sh->n_pending < sh->n_active) { /* give the others a moment to join this step */
             struct timespec deadline = ts_add(sh->last_post, BATCH_WAIT_NS), now;
-            clock_gettime(CLOCK_REALTIME, &now);
+            clock_gettime(CLOCK_MONOTONIC, &now); /* `work` waits on this clock */
             if (ts_before(now, deadline)) {
                 pthread_cond_timedwait(&sh->work, &sh->mu, &deadline);
                 continue; /* woken, or a later request moved the deadline: count again */
@@ -603,14 +618,22 @@ static int decode(llama_seq *q, const bt_token *toks, int32_t n, int32_t from) {
         decode_requests(sh, &q, 1, false);
         return q->req_rc;
     }
+    if (getpid() != sh->pid)
+        return bt__fail(BT_ERR_UNSUPPORTED, "a pool cannot decode in a forked child (its "
+                                            "batching thread stayed in the parent)");
     set_active(q, true);
     q->pending = true;
     sh->n_pending++;
-    clock_gettime(CLOCK_REALTIME, &sh->last_post);
+    clock_gettime(CLOCK_MONOTONIC, &sh->last_post);
     /* the step's first request starts the batcher's clock; the last one ends its wait */
     if (sh->n_pending == 1 || sh->n_pending >= sh->n_active) pthread_cond_signal(&sh->work);
     pthread_mutex_unlock(&sh->mu);
-    while (sem_wait(&q->ready) != 0 && errno == EINTR) {}
+    int waited;
+    while ((waited = sem_wait(&q->ready)) != 0 && errno == EINTR) {}
+    if (waited != 0) { /* not a semaphore any more: nothing sane to wait on */
+        pthread_mutex_lock(&sh->mu);
+        return bt__fail(BT_ERR_PROVIDER, "waiting for the batch failed (%s)", strerror(errno));
+    }
     /* keep our logits (the batcher waits for that before its next decode) */
     const float *out = q->req_out;
     const float *kept = out ? keep_logits(q, q->req_from + q->req_n - 1, out) : NULL;
@@ -815,12 +838,16 @@ static void logits_free(float *p, size_t bytes) {
 /* Fault in the pages of a logits mapping now (a pool's, before its first request):
  * first touches of fresh memory are slow on virtual machines (zeroing, and the host's own
  * faults: 0.25 s of CPU for 8 sequences of a 128k vocabulary, measured), and a server
- * pays them at start-up, as llama-server pays its warm-up, not in its first requests. */
+ * pays them at start-up, as llama-server pays its warm-up, not in its first requests.
+ * Only up to 64 MiB a sequence (the default window of a 256k vocabulary is 34 MiB). */
 static void logits_prefault(float *p, size_t bytes) {
-#ifdef MADV_POPULATE_WRITE
-    if (madvise(p, bytes, MADV_POPULATE_WRITE) == 0) return;
+#if defined(MADV_POPULATE_WRITE) && !defined(BT__LOGITS_MALLOC)
+    /* within a budget: a large --logits-window stays lazy (the memory it never reaches
+     * is never taken); a failure (ENOMEM, an old kernel) only leaves it lazy too */
+    if (bytes <= ((size_t)64 << 20)) (void)madvise(p, bytes, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)bytes;
 #endif
-    for (size_t i = 0; i < bytes; i += 4096) ((volatile char *)p)[i] = 0;
 }
 
 static void seq_free(llama_seq *q) {
@@ -833,6 +860,12 @@ static void seq_free(llama_seq *q) {
 
 static void shared_free(llama_shared *sh) {
     if (!sh) return;
+    drop_threadpool_after_fork(sh);
+    if (sh->threaded && getpid() != sh->pid) {
+        /* a forked child: the batching thread is the parent's; what it shares with this
+         * copy (mutex, semaphores) is left as it is */
+        sh->threaded = false;
+    }
     if (sh->threaded) {
         pthread_mutex_lock(&sh->mu);
         sh->stop = true;
@@ -948,6 +981,7 @@ static void attach_threadpool(llama_shared *sh, int32_t threads) {
     struct ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
     tpp.poll = 0;
     if (!(sh->threadpool = tp_new(&tpp))) return;
+    sh->pid = getpid();
     sh->threadpool_free = tp_free;
     llama_attach_threadpool(sh->lctx, sh->threadpool, NULL);
 }
@@ -976,6 +1010,7 @@ static llama_shared *shared_new(const bt_llama_params *P, int32_t n_seq) {
         return NULL;
     }
     sh->n_seq = n_seq;
+    sh->pid = getpid();
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = P->n_gpu_layers;
     ggml_backend_dev_t *rpc = NULL;
@@ -1076,15 +1111,20 @@ bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
     for (int32_t i = 0; i < n; i++)
         if (!(pool->members[i] = bt_provider_init(&llama_iface, sh->seqs[i]))) goto nomem;
     for (int32_t i = 0; i < n; i++) logits_prefault(sh->seqs[i]->ring, sh->seqs[i]->logits_bytes);
+    int32_t n_sem = 0;
+    while (n_sem < n && sem_init(&sh->seqs[n_sem]->ready, 0, 0) == 0) n_sem++;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&sh->mu, NULL);
-    pthread_cond_init(&sh->work, NULL);
+    pthread_cond_init(&sh->work, &ca);
     pthread_cond_init(&sh->copied, NULL);
-    for (int32_t i = 0; i < n; i++) sem_init(&sh->seqs[i]->ready, 0, 0);
-    if (pthread_create(&sh->thread, NULL, batcher, sh) != 0) {
+    pthread_condattr_destroy(&ca);
+    if (n_sem < n || pthread_create(&sh->thread, NULL, batcher, sh) != 0) {
         pthread_mutex_destroy(&sh->mu);
         pthread_cond_destroy(&sh->work);
         pthread_cond_destroy(&sh->copied);
-        for (int32_t i = 0; i < n; i++) sem_destroy(&sh->seqs[i]->ready);
+        for (int32_t i = 0; i < n_sem; i++) sem_destroy(&sh->seqs[i]->ready);
         bt__fail(BT_ERR_NOMEM, "cannot start the batching thread");
         goto fail;
     }
