@@ -5,7 +5,7 @@
 //     token of each turn (streaming, median), and the prompt positions the server says it
 //     evaluated in turn 2 (backtrack: prompt_tokens - cached_tokens; llama-server:
 //     timings.prompt_n).
-//   MODE load: 8 clients at once, 48 requests of 64 tokens (completions, streaming off;
+//   MODE load: 8 clients at once, 48 requests of 64 tokens ($BT_PEER_REQUESTS to change) (completions, streaming off;
 //     llama-server on its native /completion): aggregate completion tokens/s.
 // The same sampling settings are sent to both servers.
 const [url, label, mode] = process.argv.slice(2);
@@ -83,7 +83,7 @@ if (mode === 'turns') {
   }
   console.log(`| ${label} | ${median(prompt2)} | ${median(t1).toFixed(0)} | ${median(t2).toFixed(0)} | ${median(evaluated)} |`);
 } else {
-  const N = 48, C = 8, T = 64;
+  const N = Number(process.env.BT_PEER_REQUESTS || 48), C = 8, T = 64;
   let next = 0, tokens = 0, errors = 0;
   // llama-server on its native /completion endpoint (it reports tokens_predicted)
   const native = label.startsWith('llama-server');

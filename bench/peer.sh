@@ -7,6 +7,8 @@
 #     message) of a 1,500-token conversation; prompt positions evaluated in turn 2;
 #   - aggregate completion tokens/s, 8 clients, --parallel 8: no strategy, and (backtrack)
 #     AntiSlop with the 50,046-phrase list on every request.
+# Settings: BT_PEER_ROUNDS (3 rounds of fresh servers, interleaved; medians reported),
+# BT_PEER_REQUESTS (48 requests a load run), BT_PEER_THREADS (all CPUs, both servers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -69,7 +71,8 @@ node bench/bench_peer.mjs "$url" "backtrack serve" turns
 cleanup
 echo
 rounds=${BT_PEER_ROUNDS:-3}
-echo "### Aggregate throughput (8 clients, 48 completion requests of 64 tokens; median of $rounds rounds)"
+export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48}
+echo "### Aggregate throughput (8 clients, $BT_PEER_REQUESTS completion requests of 64 tokens; median of $rounds rounds)"
 echo
 echo "Each round starts each server afresh and runs the load once, in the order llama-server,"
 echo "backtrack without a strategy, backtrack with AntiSlop (rounds interleave the servers, so a"
