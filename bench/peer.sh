@@ -97,17 +97,20 @@ for r in $(seq 1 "$rounds"); do
     done
 done
 median() { tr ' ' '\n' <<<"$1" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "| server | completion tokens/s (median) | runs | errors (all runs) | vs llama-server |"
-echo "| --- | ---: | --- | ---: | ---: |"
-base=$(median "${runs[llama-server]}")
+# ratios LABEL BASE: the round-by-round ratios of LABEL's runs to BASE's (same round)
+ratios() {
+    paste -d' ' <(tr ' ' '\n' <<<"${runs[$1]}") <(tr ' ' '\n' <<<"${runs[$2]}") |
+        awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2}'
+}
+echo "| server | completion tokens/s (median) | runs | errors (all runs) | vs llama-server, round by round | median of those |"
+echo "| --- | ---: | --- | ---: | --- | ---: |"
 for l in "${labels[@]}"; do
-    m=$(median "${runs[$l]}")
-    ratio=$(awk -v a="$m" -v b="$base" 'BEGIN {printf "%.2fx", a / b}')
-    echo "| $l | $m | ${runs[$l]// /, } | ${errs[$l]} | $ratio |"
+    r=$(ratios "$l" llama-server)
+    echo "| $l | $(median "${runs[$l]}") | ${runs[$l]// /, } | ${errs[$l]} | ${r// /, } | $(median "$r")x |"
 done
 if [ -f "$slop" ]; then
-    a=$(median "${runs[backtrack serve, AntiSlop, 50,046 phrases]}")
-    b=$(median "${runs[backtrack serve, no strategy]}")
+    r=$(ratios "backtrack serve, AntiSlop, 50,046 phrases" "backtrack serve, no strategy")
     echo
-    awk -v a="$a" -v b="$b" 'BEGIN {printf "AntiSlop with the 50,046-phrase list on every request: %.2fx of the strategy-free throughput (medians).\n", a / b}'
+    echo "AntiSlop with the 50,046-phrase list on every request, against no strategy, round by round:"
+    echo "${r// /, }; median $(median "$r")x."
 fi
