@@ -477,6 +477,23 @@ if [ "$rc" -eq 0 ] && [ "$codes" = "503503503503" ] && [ "$ms" -lt 3000 ] &&
    grep -q '"type":"server_shutting_down"' "$tmp/term.sse" && tail -c 20 "$tmp/term.sse" | grep -q 'data: \[DONE\]'; then ok
 else bad "SIGTERM under load: exit $rc after $ms ms, answers $codes, stream: $(tail -c 300 "$tmp/term.sse")"; fi
 
+# the warm-up: each slot generates one token with the -s strategies before the server
+# listens; it counts in no metric and leaves the slots empty (a fresh server's first
+# request is cold); --no-warmup skips it; the flag is the server's only
+p9=$((port + 8))
+printf '[["Lily", 0.5], ["park", 0.2]]' >"$tmp/warm.json"
+start "$p9" --parallel 2 -s antislop --slop-file "$tmp/warm.json" || exit 1
+U9="http://127.0.0.1:$p9"
+m9=$(curl -s "$U9/metrics" | grep -E '^backtrack_(requests_total|completion_tokens_released_total|prompt_tokens_evaluated_total|rewinds_total)' | awk '{s += $2} END {print s + 0}')
+got=$(curl -s "${J[@]}" -d '{"prompt":"Hello, Lily","max_tokens":4}' "$U9/v1/completions")
+if [ "$m9" = 0 ] && grep -q '"cached_tokens":0' <<<"$got" && grep -q '"completion_tokens":4' <<<"$got"; then ok
+else bad "warm-up: metrics sum $m9, first request $got"; fi
+p10=$((port + 9))
+start "$p10" --parallel 1 --no-warmup || exit 1
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p10/v1/completions"
+if out=$("$bin" -m "$model" -p x -n 1 --no-warmup 2>&1); then bad "--no-warmup outside serve: $out"
+elif grep -q 'is an option of `backtrack serve`' <<<"$out"; then ok; else bad "--no-warmup outside serve: $out"; fi
+
 # a clean shutdown: SIGTERM, exit 0, and no sanitizer report (when built with them)
 for p in "${others[@]}"; do wait "$p" 2>/dev/null; done
 others=()

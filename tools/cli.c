@@ -235,6 +235,7 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb},
         {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity},
         {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt},
+        {NULL, "--no-warmup", OPT_FLAG, 0, 0, &a->no_warmup},
         {NULL, "--cors-origin", OPT_STR, 0, 0, &a->cors_origin},
         {NULL, "--max-phrases", OPT_INT, 0, 1e8, &a->max_phrases},
         {NULL, "--max-phrase-bytes", OPT_INT, 0, 1 << 30, &a->max_phrase_bytes},
@@ -242,7 +243,7 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         {NULL, "--max-retries-ceiling", OPT_INT, 1, 1e8, &a->max_retries},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
-    const int n_server_only = 12;
+    const int n_server_only = 13;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -395,6 +396,7 @@ void cli_server_usage(FILE *f) {
         "                       [--queue 64] [-c N] [-t N] [-ngl N] [--rpc HOST:PORT,...]\n"
         "                       [--max-body KB]\n"
         "                       [--slot-prompt-similarity 0.5] [--no-cache-prompt]\n"
+        "                       [--no-warmup]\n"
         "                       [--cors-origin ORIGIN] [--max-phrases 100000]\n"
         "                       [--max-phrase-bytes 1048576] [--max-regexes 64]\n"
         "                       [--max-retries-ceiling 100000]\n"
@@ -414,7 +416,9 @@ void cli_server_usage(FILE *f) {
         "A request is refused (400) beyond --max-phrases phrases or --max-phrase-bytes bytes\n"
         "of them (all its lists together), --max-regexes regexes, or retry caps\n"
         "(max_retries, max_retries_total) above --max-retries-ceiling. GET /metrics (Prometheus),\n"
-        "POST /tokenize and /detokenize (llama-server's) are served too.\n"
+        "POST /tokenize and /detokenize (llama-server's) are served too. Before it listens,\n"
+        "each slot generates one token with the -s strategies (a warm-up, as llama-server's;\n"
+        "--no-warmup skips it).\n"
         "See README.md, \"The server\".\n");
 }
 

@@ -47,6 +47,7 @@ typedef struct cli_args {
     float       slot_similarity; /* a slot whose cache holds more than this fraction of a
                                     prompt serves it; else the least recently used */
     int         no_cache_prompt; /* requests start cold unless they ask otherwise */
+    int         no_warmup;       /* skip the start-up generation on each slot */
     const char *cors_origin;     /* Access-Control-Allow-Origin (NULL: "*") */
     int32_t     max_phrases, max_phrase_bytes, max_regexes, max_retries; /* per request:
                                     phrases (all lists), their bytes, regexes, retry caps */
