@@ -372,13 +372,18 @@ static int token_text(const bt_provider *p, bt_token t, const char **b, size_t *
 }
 
 /* Split every token as lead | core | tail and precompute its core's match text and word
- * classes. Reused when the provider, its token texts (pointers and lengths) and the
- * folding are what they were: then this costs what reading the lengths did before. */
+ * classes. Reused when the provider (its serial), the vocabulary size and the folding are
+ * what they were: the provider contract keeps a token's bytes where they are until the
+ * provider is freed. A sample of 1,024 tokens spread over the vocabulary is checked
+ * (pointer and length) against a provider that breaks it; every token was, once a
+ * generation: 128k calls through the vtable for Llama 3's vocabulary, about 1 ms in C
+ * (measured in the server) and a Python call each for a provider written in Python. */
 static int vf_build(bt__vocab_fold *f, const bt_provider *p, bool fold) {
     int32_t nv = bt_provider_n_vocab(p);
     if (f->ready && f->prov_serial == p->serial_ && f->n_vocab == nv && f->fold == fold) {
         bool same = true;
-        for (bt_token t = 0; t < nv && same; t++) {
+        int32_t step = nv > 1024 ? nv / 1024 : 1;
+        for (bt_token t = nv - 1; t >= 0 && same; t -= step) {
             const char *b;
             size_t len;
             token_text(p, t, &b, &len);
