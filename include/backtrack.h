@@ -208,6 +208,8 @@ struct bt_provider {
     uint64_t             serial_; /* private: unique per bt_provider_init, never reused
                                      (caches keyed on a provider must not trust its
                                      address, which a later provider may get)         */
+    size_t               max_token_len_; /* private: the longest token's bytes, found by
+                                            the first sampler made on it (0: not yet) */
 };
 
 /* Wrap a vtable and its context. Returns NULL (and sets the last error) if a required slot

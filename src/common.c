@@ -98,6 +98,7 @@ bt_provider *bt_provider_init(const bt_provider_i *iface, void *ctx) {
     p->iface = iface;
     p->ctx = ctx;
     p->serial_ = ++serials;
+    p->max_token_len_ = 0;
     return p;
 }
 

@@ -223,14 +223,20 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
     s->strategy = strategy;
     s->params = p;
     s->n_vocab = nv;
-    /* The longest token decides the size of the release text buffer. */
-    for (bt_token t = 0; t < nv; t++) {
-        const char *b;
-        size_t len;
-        if (provider->iface->token_text(provider->ctx, t, &b, &len) == BT_OK &&
-            len > s->max_token_len)
-            s->max_token_len = len;
+    /* The longest token decides the size of the release text buffer: found once per
+     * provider (its token texts never change), not by every sampler made on it (a server
+     * makes one per request: 128k calls through the vtable for Llama 3's vocabulary). */
+    if (provider->max_token_len_ == 0) {
+        size_t longest = 1;
+        for (bt_token t = 0; t < nv; t++) {
+            const char *b;
+            size_t len;
+            if (provider->iface->token_text(provider->ctx, t, &b, &len) == BT_OK && len > longest)
+                longest = len;
+        }
+        provider->max_token_len_ = longest;
     }
+    s->max_token_len = provider->max_token_len_;
     s->logits = malloc((size_t)nv * sizeof *s->logits);
     s->textbuf = malloc(3 * (s->max_token_len + 3) + 16);
     if (!s->logits || !s->textbuf || bt__candidates_alloc(&s->cands, nv) != BT_OK) {

@@ -205,7 +205,7 @@ class bt_provider_i(ctypes.Structure):
 
 
 class bt_provider(ctypes.Structure):
-    _fields_ = [("iface", POINTER(bt_provider_i)), ("ctx", c_void_p), ("serial_", c_uint64)]
+    _fields_ = [("iface", POINTER(bt_provider_i)), ("ctx", c_void_p), ("serial_", c_uint64), ("max_token_len_", c_size_t)]
 
 
 class bt_view(ctypes.Structure):
