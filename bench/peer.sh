@@ -27,23 +27,31 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; pids=(); }
 trap cleanup EXIT
 
-# serve NAME ARGS...: start a server on a fresh port, wait for /health; sets $url
+# serve NAME ARGS...: start a server on a fresh port, wait for /health; sets $url. Ports
+# come from below Linux's ephemeral range (32768-60999), where a client's socket may hold
+# the one picked; a server that exits at once (the port was taken after all) is started
+# again on another.
 serve() {
     local name=$1
     shift
-    local port=$((30000 + RANDOM % 20000))
-    if [ "$name" = llama-server ]; then
-        "$peer" -m "$model" --port "$port" -np "$slots" -c $((slots * ctx)) -t "$threads" \
-            --chat-template chatml --no-webui "$@" >/dev/null 2>&1 &
-    else
-        build/backtrack serve -m "$model" --port "$port" --parallel "$slots" -c "$ctx" \
-            -t "$threads" --chat-template chatml "$@" 2>/dev/null &
-    fi
-    pids+=($!)
-    url="http://127.0.0.1:$port"
-    for _ in $(seq 1 600); do
-        curl -sf "$url/health" 2>/dev/null | grep -q '"ok"' && return 0
-        sleep 0.1
+    for _try in 1 2 3 4 5; do
+        local port=$((20000 + RANDOM % 12000)) pid
+        if [ "$name" = llama-server ]; then
+            "$peer" -m "$model" --port "$port" -np "$slots" -c $((slots * ctx)) -t "$threads" \
+                --chat-template chatml --no-webui "$@" >/dev/null 2>&1 &
+        else
+            build/backtrack serve -m "$model" --port "$port" --parallel "$slots" -c "$ctx" \
+                -t "$threads" --chat-template chatml "$@" 2>/dev/null &
+        fi
+        pid=$!
+        pids+=("$pid")
+        url="http://127.0.0.1:$port"
+        for _ in $(seq 1 600); do
+            curl -sf "$url/health" 2>/dev/null | grep -q '"ok"' && return 0
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null
     done
     echo "$name did not start" >&2
     return 1
