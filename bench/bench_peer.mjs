@@ -64,7 +64,14 @@ async function streamChat(messages, seed, maxTokens) {
   return { ttft, text, usage, timings, extra: last };
 }
 
-const median = (a) => { const s = [...a].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]; };
+// median of the numbers of a (NaN, a turn without content, left out; an even count: the
+// mean of the two middle ones)
+const median = (a) => {
+  const s = a.filter((x) => !Number.isNaN(x)).sort((x, y) => x - y);
+  if (s.length === 0) return NaN;
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+};
 
 if (mode === 'turns') {
   const t1 = [], t2 = [], evaluated = [], prompt2 = [];

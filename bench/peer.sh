@@ -82,17 +82,20 @@ rounds=${BT_PEER_ROUNDS:-3}
 export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48}
 echo "### Aggregate throughput (8 clients, $BT_PEER_REQUESTS completion requests of 64 tokens; median of $rounds rounds)"
 echo
-echo "Each round starts each server afresh and runs the load once, in the order llama-server,"
-echo "backtrack without a strategy, backtrack with AntiSlop (rounds interleave the servers, so a"
-echo "slow spell of the machine hits all of them)."
+echo "Each round starts each server afresh and runs the load once; the order turns by one"
+echo "server each round (rounds interleave the servers, so a slow spell of the machine hits all"
+echo "of them); ratios are taken within a round, then their median."
 echo
 # load LABEL: one load run on the server at $url; prints its completion tokens/s, errors
 load() { node bench/bench_peer.mjs "$url" "$1" load | awk -F'|' '{gsub(/ /, "", $6); gsub(/ /, "", $7); print $6, $7}'; }
 declare -A runs errs
 labels=("llama-server" "backtrack serve, no strategy")
 [ -f "$slop" ] && labels+=("backtrack serve, AntiSlop, 50,046 phrases")
+n_labels=${#labels[@]}
 for r in $(seq 1 "$rounds"); do
-    for l in "${labels[@]}"; do
+    # each round starts with another server (no server always runs first)
+    for k in $(seq 0 $((n_labels - 1))); do
+        l=${labels[$(((r - 1 + k) % n_labels))]}
         case $l in
         llama-server) serve llama-server ;;
         *AntiSlop*) serve backtrack -s antislop --slop-file "$slop" ;;
@@ -104,11 +107,12 @@ for r in $(seq 1 "$rounds"); do
         errs[$l]=$(( ${errs[$l]:-0} + err ))
     done
 done
-median() { tr ' ' '\n' <<<"$1" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# median of the numbers in $1 (an even count: the mean of the two middle ones)
+median() { tr ' ' '\n' <<<"$1" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 # ratios LABEL BASE: the round-by-round ratios of LABEL's runs to BASE's (same round)
 ratios() {
     paste -d' ' <(tr ' ' '\n' <<<"${runs[$1]}") <(tr ' ' '\n' <<<"${runs[$2]}") |
-        awk '{printf "%s%.2f", (NR > 1 ? " " : ""), $1 / $2}'
+        awk '{printf "%s%.2f", (NR > 1 ? " " : ""), ($2 > 0 ? $1 / $2 : 0)}'
 }
 echo "| server | completion tokens/s (median) | runs | errors (all runs) | vs llama-server, round by round | median of those |"
 echo "| --- | ---: | --- | ---: | --- | ---: |"

@@ -158,7 +158,9 @@ typedef struct bt_provider_i {
                     bool parse_special, bt_token *out, int32_t cap, int32_t *n_out);
 
     /* required: the bytes a token contributes to the text (special tokens: ""). The bytes
-     * stay owned by the provider and valid until it is freed. Not NUL-terminated. */
+     * stay owned by the provider and valid until it is freed, at the same address and
+     * with the same length for every call (the phrase matchers keep the pointers). Not
+     * NUL-terminated. */
     int (*token_text)(void *ctx, bt_token id, const char **bytes, size_t *len);
 
     /* required: true if `id` ends the generation (EOS, EOT, ...). */
@@ -167,8 +169,10 @@ typedef struct bt_provider_i {
     /* required: make the provider's sequence equal seq[0..n) and return the logits
      * (n_vocab floats) after position n-1. The caller guarantees that seq starts with the
      * sequence the provider already holds, so only the new positions are evaluated. The
-     * logits stay owned by the provider, valid until its next eval, rewind or reset.
-     * `info` may be NULL. BT_ERR_CONTEXT_FULL when n > n_ctx. */
+     * logits stay owned by the provider, valid until its next eval, rewind or reset. The
+     * same sequence gives the same logits (a draw again at a position may reuse what the
+     * filters made of them, when they come at the same address). `info` may be NULL.
+     * BT_ERR_CONTEXT_FULL when n > n_ctx. */
     int (*eval)(void *ctx, const bt_token *seq, int32_t n, const float **logits,
                 bt_eval_info *info);
 

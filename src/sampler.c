@@ -228,15 +228,18 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
      * makes one per request: 128k calls through the vtable for Llama 3's vocabulary). */
     if (provider->max_token_len_ == 0) {
         size_t longest = 1;
+        bool all = true; /* a failing token_text leaves the answer unsure: not cached */
         for (bt_token t = 0; t < nv; t++) {
             const char *b;
             size_t len;
-            if (provider->iface->token_text(provider->ctx, t, &b, &len) == BT_OK && len > longest)
-                longest = len;
+            if (provider->iface->token_text(provider->ctx, t, &b, &len) != BT_OK) all = false;
+            else if (len > longest) longest = len;
         }
-        provider->max_token_len_ = longest;
+        s->max_token_len = longest;
+        if (all) provider->max_token_len_ = longest;
+    } else {
+        s->max_token_len = provider->max_token_len_;
     }
-    s->max_token_len = provider->max_token_len_;
     s->logits = malloc((size_t)nv * sizeof *s->logits);
     s->textbuf = malloc(3 * (s->max_token_len + 3) + 16);
     if (!s->logits || !s->textbuf || bt__candidates_alloc(&s->cands, nv) != BT_OK) {
@@ -434,6 +437,21 @@ void bt_view_note_force(const bt_view *v, const bt_strategy *s, int32_t pos, bt_
     va_end(ap);
 }
 
+/* A token longer than the longest one seen at bt_sampler_init (a provider whose
+ * token_text failed then, or whose texts changed: against its contract): the release
+ * buffer grows to hold it. Off the per-token path in practice. False if memory ran out
+ * (the text is then cut to what fits, and that is logged). */
+static bool grow_textbuf(bt_sampler *s, size_t len) {
+    char *nb = realloc(s->textbuf, 3 * (len + 3) + 16);
+    if (!nb) {
+        bt__log(BT_LOG_WARN, "out of memory for a token of %zu bytes: its text is cut", len);
+        return false;
+    }
+    s->textbuf = nb;
+    s->max_token_len = len;
+    return true;
+}
+
 /* Deliver continuation tokens [n_released, upto) to the caller. */
 static void release_upto(gen *g, int32_t upto) {
     bt_sampler *s = g->s;
@@ -445,6 +463,7 @@ static void release_upto(gen *g, int32_t upto) {
         const char *bytes = "";
         size_t len = 0;
         s->provider->iface->token_text(s->provider->ctx, t, &bytes, &len);
+        if (len > s->max_token_len && !grow_textbuf(s, len)) len = s->max_token_len;
         size_t w = bt__utf8_feed(&g->utf8, bytes, len, s->textbuf);
         /* the last token of a finished generation also carries an incomplete UTF-8 tail
          * (as U+FFFD): nothing more will come to complete it */

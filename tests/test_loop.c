@@ -1162,6 +1162,71 @@ static void test_review_end_stats(void) {
 }
 /* ==== end of the review section ==== */
 
+/* ---- Review (issue 10, cold review of 8710291): the longest token's length ----
+ * The release buffer is sized from the longest token text a sampler finds when it is
+ * made, and a provider caches that length. A token_text that fails then (a Python
+ * provider whose token_bytes raised, a transient error) must not shrink the buffer for
+ * later samplers (before: 300 bytes written into 28, ASan heap-buffer-overflow), nor for
+ * the sampler itself when the token works later. */
+enum { FL_NV = 3, FL_LONG = 300 };
+static char fl_long[FL_LONG];
+typedef struct fl_prov { int broken, n_held; float logits[FL_NV]; } fl_prov;
+static int32_t fl_n_vocab(void *c) { (void)c; return FL_NV; }
+static int32_t fl_n_ctx(void *c) { (void)c; return 64; }
+static int fl_tokenize(void *c, const char *t, size_t len, bool as, bool ps, bt_token *out,
+                       int32_t cap, int32_t *n) {
+    (void)c, (void)t, (void)as, (void)ps;
+    *n = (int32_t)len; /* every byte is token 0 */
+    for (int32_t i = 0; i < (int32_t)len && i < cap; i++) out[i] = 0;
+    return *n > cap ? BT_ERR_INVALID_ARG : BT_OK;
+}
+static int fl_token_text(void *c, bt_token id, const char **b, size_t *len) {
+    fl_prov *p = c;
+    if (id < 0 || id >= FL_NV || (id == 1 && p->broken)) return BT_ERR_PROVIDER;
+    *b = id == 0 ? "a" : id == 1 ? fl_long : "";
+    *len = id == 0 ? 1 : id == 1 ? FL_LONG : 0;
+    return BT_OK;
+}
+static bool fl_is_eog(void *c, bt_token id) { (void)c; return id == 2; }
+static int fl_eval(void *c, const bt_token *seq, int32_t n, const float **lg, bt_eval_info *info) {
+    (void)seq;
+    fl_prov *p = c;
+    if (info) *info = (bt_eval_info){n - p->n_held, p->n_held};
+    p->n_held = n;
+    p->logits[0] = -10, p->logits[1] = 10, p->logits[2] = -10; /* the long token */
+    *lg = p->logits;
+    return BT_OK;
+}
+static int fl_rewind(void *c, int32_t n) { ((fl_prov *)c)->n_held -= n; return BT_OK; }
+static void fl_reset(void *c) { ((fl_prov *)c)->n_held = 0; }
+static const bt_provider_i fl_iface = {.name = "flaky", .n_vocab = fl_n_vocab, .n_ctx = fl_n_ctx,
+    .tokenize = fl_tokenize, .token_text = fl_token_text, .is_eog = fl_is_eog, .eval = fl_eval,
+    .rewind = fl_rewind, .reset = fl_reset};
+
+static void test_review_longest_token_after_failure(void) {
+    memset(fl_long, 'x', sizeof fl_long);
+    for (int later = 0; later < 2; later++) { /* 1: a later sampler; 0: the same one */
+        fl_prov ctx = {.broken = 1};
+        bt_provider *p = bt_provider_init(&fl_iface, &ctx);
+        bt_sampler_params sp = bt_sampler_default_params();
+        sp.seed = 1;
+        sp.max_new_tokens = 2;
+        bt_sampler *s = bt_sampler_init(p, NULL, &sp); /* token_text fails meanwhile */
+        if (later) {
+            bt_sampler_free(s);
+            ctx.broken = 0;
+            s = bt_sampler_init(p, NULL, &sp);
+        }
+        ctx.broken = 0;
+        text_sink k = {0};
+        CHECK_EQ_INT(bt_generate(s, "a", 1, text_sink_collect, &k, NULL), BT_OK);
+        CHECK_EQ_INT((int)k.len, 2 * FL_LONG);
+        CHECK(k.len > 0 && k.text[0] == 'x' && k.text[k.len - 1] == 'x');
+        bt_sampler_free(s);
+        bt_provider_free(p);
+    }
+}
+
 int main(void) {
     RUN(test_greedy_and_eos);
     RUN(test_keep_index_holds_and_flushes);
@@ -1185,5 +1250,6 @@ int main(void) {
     RUN(test_review_reason_truncation);
     RUN(test_review_antislop_regex_reason);
     RUN(test_review_end_stats);
+    RUN(test_review_longest_token_after_failure);
     TEST_MAIN_END();
 }

@@ -491,6 +491,17 @@ else bad "warm-up: metrics sum $m9, first request $got"; fi
 p10=$((port + 9))
 start "$p10" --parallel 1 --no-warmup || exit 1
 expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once","max_tokens":4}' "http://127.0.0.1:$p10/v1/completions"
+# (review) a context too small for the warm-up's prompt still starts (the prompt is cut to
+# fit; before: "warm-up: slot 0: prompt is 4 tokens, the context holds 4" and exit 1), and
+# a strategy that needs a person at a terminal is refused at start (before: the warm-up
+# opened its menu before the server listened, with the stop signals blocked)
+p11=$((port + 10))
+start "$p11" --parallel 1 -c 4 || exit 1
+expect 200 '"finish_reason":"length"' "${J[@]}" -d '{"prompt":"a","max_tokens":8}' "http://127.0.0.1:$p11/v1/completions"
+if out=$(timeout 20 "$bin" serve -m "$model" --port $((port + 11)) -s human-guidance </dev/null 2>&1); then
+    bad "serve -s human-guidance started: $out"
+elif grep -q 'needs a person at a terminal; a server cannot use it' <<<"$out"; then ok
+else bad "serve -s human-guidance: $out"; fi
 if out=$("$bin" -m "$model" -p x -n 1 --no-warmup 2>&1); then bad "--no-warmup outside serve: $out"
 elif grep -q 'is an option of `backtrack serve`' <<<"$out"; then ok; else bad "--no-warmup outside serve: $out"; fi
 

@@ -42,26 +42,42 @@ static void log_to_stderr(void *user, int level, const char *msg) {
  * instead of in the first requests (a strategy's one-time set-up, such as AntiSlop's
  * folded vocabulary, 17 ms for Llama 3's; the first decodes' page faults). The slot's
  * cache is emptied after it, as llama-server clears its own: the first request of a fresh
- * server starts cold. */
-static int warm_up(server *srv, char *err, size_t cap) {
+ * server starts cold. The prompt is the start of "Hello" that leaves room for the token
+ * (none: no warm-up). Only a failure of the model or of memory stops the start (it would
+ * fail every request); any other is logged and the server starts. A stop signal (SIGINT,
+ * SIGTERM: blocked, as everywhere in the server) that arrives meanwhile ends it between
+ * two slots, with *stopped set. */
+static int warm_up(server *srv, const sigset_t *stop, bool *stopped, char *err, size_t cap) {
     static const char text[] = "Hello";
     for (int i = 0; i < srv->n_slots; i++) {
+        struct timespec zero = {0, 0};
+        if (sigtimedwait(stop, NULL, &zero) > 0) {
+            *stopped = true;
+            return BT_OK;
+        }
         slot *sl = &srv->slots[i];
         bt_token *toks = NULL;
         int32_t n = 0;
         int rc = bt_provider_tokenize(sl->provider, text, sizeof text - 1, true, false, &toks, &n);
-        bt_sampler_params sp = bt_sampler_default_params();
-        sp.max_new_tokens = 1;
-        sp.seed = 0;
-        bt_sampler *smp = rc == BT_OK && n > 0 ? bt_sampler_init(sl->provider, sl->fallback, &sp) : NULL;
-        if (smp) rc = bt_generate_tokens(smp, toks, n, NULL, NULL, NULL);
-        else if (rc == BT_OK) rc = n > 0 ? BT_ERR_NOMEM : BT_ERR_INVALID_ARG;
-        bt_sampler_free(smp);
-        bt_provider_reset(sl->provider); /* a fresh server's slots hold nothing */
+        int32_t room = bt_provider_n_ctx(sl->provider) - 1;
+        if (n > room) n = room;
+        if (rc == BT_OK && n > 0) {
+            bt_sampler_params sp = bt_sampler_default_params();
+            sp.max_new_tokens = 1;
+            sp.seed = 0;
+            bt_sampler *smp = bt_sampler_init(sl->provider, sl->fallback, &sp);
+            rc = smp ? bt_generate_tokens(smp, toks, n, NULL, NULL, NULL) : BT_ERR_NOMEM;
+            bt_sampler_free(smp);
+            bt_provider_reset(sl->provider); /* a fresh server's slots hold nothing */
+        }
         free(toks);
-        if (rc != BT_OK) {
+        if (rc == BT_ERR_PROVIDER || rc == BT_ERR_MODEL || rc == BT_ERR_NOMEM) {
             snprintf(err, cap, "slot %d: %s", i, bt_last_error());
             return rc;
+        }
+        if (rc != BT_OK) {
+            fprintf(stderr, "serve: warm-up of slot %d skipped: %s\n", i, bt_last_error());
+            return BT_OK; /* the same for every slot */
         }
     }
     return BT_OK;
@@ -83,6 +99,16 @@ int serve_main(int argc, char **argv) {
         cli_args_free(&srv.args);
         return 2;
     }
+    /* a strategy that asks a person at a terminal has no one to ask here (as a request's
+     * "strategies" are refused it; before: the warm-up opened its menu, or every request
+     * failed) */
+    for (int i = 0; i < srv.args.n_specs; i++)
+        if (srv.args.specs[i].info->terminal) {
+            fprintf(stderr, "backtrack serve: error: -s %s needs a person at a terminal; a "
+                            "server cannot use it\n", srv.args.specs[i].info->name);
+            cli_args_free(&srv.args);
+            return 2;
+        }
     static int verbose;
     verbose = srv.args.verbose;
     bt_log_set(log_to_stderr, &verbose);
@@ -136,8 +162,14 @@ int serve_main(int argc, char **argv) {
             goto done;
         }
     }
-    if (!srv.args.no_warmup && warm_up(&srv, err, sizeof err) != BT_OK) {
+    bool stopped = false;
+    if (!srv.args.no_warmup && warm_up(&srv, &stop_signals, &stopped, err, sizeof err) != BT_OK) {
         fprintf(stderr, "backtrack serve: error: warm-up: %s\n", err);
+        goto done;
+    }
+    if (stopped) { /* SIGINT or SIGTERM before it listened: a clean stop */
+        fprintf(stderr, "serve: stopped before listening\n");
+        status = 0;
         goto done;
     }
     if ((started = slots_start(&srv)) < srv.n_slots) goto done;
