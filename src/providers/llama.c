@@ -981,7 +981,6 @@ static void attach_threadpool(llama_shared *sh, int32_t threads) {
     struct ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
     tpp.poll = 0;
     if (!(sh->threadpool = tp_new(&tpp))) return;
-    sh->pid = getpid();
     sh->threadpool_free = tp_free;
     llama_attach_threadpool(sh->lctx, sh->threadpool, NULL);
 }
