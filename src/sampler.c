@@ -198,6 +198,10 @@ static int patch_init(bt_sampler *s, const bt_sampler_params *p, int32_t n_ctx) 
     return BT_OK;
 }
 
+/* Bytes of a release buffer for tokens of at most len bytes (bt__utf8_feed writes up to
+ * 3 * (n + 3), plus the flush of an incomplete tail). */
+static size_t textbuf_size(size_t len) { return 3 * (len + 3) + 16; }
+
 /* ==== Life cycle ========================================================= */
 
 bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
@@ -241,7 +245,7 @@ bt_sampler *bt_sampler_init(bt_provider *provider, bt_strategy *strategy,
         s->max_token_len = provider->max_token_len_;
     }
     s->logits = malloc((size_t)nv * sizeof *s->logits);
-    s->textbuf = malloc(3 * (s->max_token_len + 3) + 16);
+    s->textbuf = malloc(textbuf_size(s->max_token_len));
     if (!s->logits || !s->textbuf || bt__candidates_alloc(&s->cands, nv) != BT_OK) {
         bt_sampler_free(s);
         bt__fail(BT_ERR_NOMEM, "out of memory for a vocabulary of %d", nv);
@@ -442,7 +446,7 @@ void bt_view_note_force(const bt_view *v, const bt_strategy *s, int32_t pos, bt_
  * buffer grows to hold it. Off the per-token path in practice. False if memory ran out
  * (the text is then cut to what fits, and that is logged). */
 static bool grow_textbuf(bt_sampler *s, size_t len) {
-    char *nb = realloc(s->textbuf, 3 * (len + 3) + 16);
+    char *nb = realloc(s->textbuf, textbuf_size(len));
     if (!nb) {
         bt__log(BT_LOG_WARN, "out of memory for a token of %zu bytes: its text is cut", len);
         return false;
@@ -615,11 +619,9 @@ static bool redraw_hit(const gen *g, const float *raw, const bt__logit_patch *pt
     if (!s->redraw || s->redraw_at != g->n_cont || s->redraw_raw != raw) return false;
     int32_t n_pen = pt ? s->n_pen : 0;
     if (n_pen != s->redraw_npen) return false;
-    for (int32_t k = 0; k < n_pen; k++) /* bitwise: -inf bans, and NaN never equals itself */
-        if (s->pen_id[k] != s->redraw_pid[k] ||
-            memcmp(&s->pen_val[k], &s->redraw_pval[k], sizeof(float)) != 0)
-            return false;
-    return true;
+    /* bitwise: -inf bans compare equal, and a NaN equals its own bits */
+    return n_pen == 0 || (memcmp(s->pen_id, s->redraw_pid, (size_t)n_pen * sizeof *s->pen_id) == 0 &&
+                          memcmp(s->pen_val, s->redraw_pval, (size_t)n_pen * sizeof *s->pen_val) == 0);
 }
 
 /* Save the filters' output of this draw (nothing if it is too long: the next draw at
