@@ -23,6 +23,15 @@ wait_for() {
     return 1
 }
 
+# wait_gone TEXT: wait (up to 5 s) until the screen no longer shows TEXT
+wait_gone() {
+    for _ in $(seq 1 50); do
+        T capture-pane -p -t "$S" 2>/dev/null | grep -qF -- "$1" || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
 start() {
     S=$1
     T new-session -d -s "$S" -x 100 -y 30 \
@@ -50,8 +59,7 @@ first=$(T capture-pane -p -t "$S" | sed -n "s/^  1 .*%  '\(.*\)'$/\1/p")
 T send-keys -t "$S" Down Enter
 wait_for "Go back" || bad "no Go back"
 T send-keys -t "$S" Down Down Down Enter   # the 4th entry: Go back
-sleep 0.3
-wait_for "enter: choose" && ! T capture-pane -p -t "$S" | grep -q "Go back" && ok || bad "not back at the first menu"
+wait_gone "Go back" && wait_for "enter: choose" && ok || bad "not back at the first menu"
 T send-keys -t "$S" Enter                   # the first entry
 wait_for "Go back" || bad "no second menu"
 T send-keys -t "$S" q

@@ -43,7 +43,9 @@ valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,
 vg context-end -c 32 -n 0
 # the server: a completion with banned strings, a stream with a strategy, a bad request,
 # reused and cold prompts, a client that goes away mid-stream, then SIGTERM; memcheck must stay silent and exit 0
-port=$((40000 + $$ % 20000))
+# a free port below Linux's ephemeral range (32768-60999), where a client's own port can block a bind
+port=$((12000 + $$ % 8000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
 valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
     --show-leak-kinds=definite,indirect -q "$bin" serve -m "$model" --port "$port" --parallel 2 \
     -c 256 >/dev/null 2>"$TMPDIR_VG/serve.err" &

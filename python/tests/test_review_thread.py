@@ -125,20 +125,23 @@ INTERRUPT = r"""
 import os, signal, sys, threading, time
 from backtrack import BacktrackSampler, BaseStrategy, LlamacppProvider
 
+stepping = threading.Event()
 class Slow(BaseStrategy):
     slow = True
     def on_logits(self, logits, continuation_tokens):
         if self.slow:
-            time.sleep(0.3)       # a step of a big model
+            stepping.set()
+            time.sleep(1.0)       # a step of a big model
         return logits
 
 p = LlamacppProvider(sys.argv[1])
 st = Slow()
 s = BacktrackSampler(p, st)
 def interrupt():              # Ctrl-C, and Ctrl-C again while the step finishes
-    time.sleep(0.45)
+    stepping.wait(60)         # both land inside one slow step, whatever the machine's load
+    time.sleep(0.2)
     os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.1)
+    time.sleep(0.2)
     os.kill(os.getpid(), signal.SIGINT)
 threading.Thread(target=interrupt).start()
 try:
