@@ -152,7 +152,10 @@ expect 200 '"chat.completion"' "${J[@]}" -d '{"messages":[{"role":"user","conten
 sse='"prompt":"Once upon a time","max_tokens":6,"stream":true'
 curl -sN "${J[@]}" -d "{$sse}" "$U/v1/completions" >"$tmp/nu.sse"
 curl -sN "${J[@]}" -d "{$sse,\"stream_options\":{\"include_usage\":false}}" "$U/v1/completions" >"$tmp/nu2.sse"
-if ! grep -q '"usage"' "$tmp/nu.sse" && ! grep -q '"usage"' "$tmp/nu2.sse" && grep -q '"finish_reason":"length","backtrack"\|"backtrack":{"slot"' "$tmp/nu.sse" &&
+# null is "not given" (before: the flag was read uninitialised, -Wmaybe-uninitialized at -O3)
+curl -sN "${J[@]}" -d "{$sse,\"stream_options\":{\"include_usage\":null}}" "$U/v1/completions" >"$tmp/nu3.sse"
+if ! grep -q '"usage"' "$tmp/nu.sse" && ! grep -q '"usage"' "$tmp/nu2.sse" && ! grep -q '"usage"' "$tmp/nu3.sse" &&
+   grep -q 'data: \[DONE\]' "$tmp/nu3.sse" && grep -q '"finish_reason":"length","backtrack"\|"backtrack":{"slot"' "$tmp/nu.sse" &&
    grep -q 'data: \[DONE\]' "$tmp/nu.sse"; then ok
 else bad "stream without include_usage: $(cat "$tmp/nu.sse" | tail -c 500)"; fi
 curl -sN "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":6,"seed":1,"top_k":1,"stream":true,"stream_options":{"include_usage":true}}' "$U/v1/chat/completions" >"$tmp/u.sse"

@@ -55,6 +55,8 @@ U="http://127.0.0.1:$port/v1/completions"
 curl -s "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"banned_strings":["Lily"]}' >/dev/null
 curl -sN "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"stream":true,"strategies":[{"name":"replace","find":" Lily","replace":" Zed"}]}' >/dev/null
 curl -s "$U" -d '{"prompt":5}' >/dev/null
+# a null option is "not given" (the flag was once read uninitialised)
+curl -sN "$U" -d '{"prompt":"Once upon a time","max_tokens":4,"stream":true,"stream_options":{"include_usage":null}}' >/dev/null
 # prompt reuse: the same slot's cache, a longer prompt, then a cold request
 curl -s "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"seed":1}' >/dev/null
 curl -s "$U" -d '{"prompt":"Once upon a time, there was a dog","max_tokens":20,"seed":1}' >/dev/null

@@ -208,7 +208,7 @@ static void follow_release(live_view *l, bt_token t) {
     const char *b = "";
     size_t len = 0;
     if (t < 0 || bt_provider_token_text(l->p, t, &b, &len) != BT_OK) len = 0;
-    unsigned char buf[4];
+    unsigned char buf[4] = {0};
     int n = 0;
     /* the last (at most 3) bytes of what is held back and this token's bytes */
     size_t total = (size_t)l->n_rel_pend + len;

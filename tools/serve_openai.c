@@ -547,7 +547,7 @@ static bool get_stream_options(const cJSON *b, request *r, verr *e) {
     if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
     const cJSON *it;
     cJSON_ArrayForEach(it, so) {
-        bool v;
+        bool v = false; /* null: not given, the default */
         verr inner;
         if (strcmp(it->string, "include_usage") != 0 && strcmp(it->string, "include_obfuscation") != 0)
             return fail(e, "stream_options", "stream_options.%.40s is not supported (include_usage, "
