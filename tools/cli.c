@@ -172,6 +172,7 @@ typedef struct gopt {
     opt_kind    kind;
     double      min, max;
     void       *dst;   /* int32_t*, float*, const char**, int* (flag) */
+    bool        server_only; /* an option of `backtrack serve` alone */
 } gopt;
 
 static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool server) {
@@ -203,47 +204,46 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
     bool seed_set = false;
 
     const gopt g[] = {
-        {"-m", "--model", OPT_STR, 0, 0, &a->model},
-        {"-p", "--prompt", OPT_STR, 0, 0, &a->prompt},
-        {"-f", "--file", OPT_STR, 0, 0, &a->prompt_file},
-        {"-n", "--n-predict", OPT_INT, 0, 1e9, &a->n_predict},
-        {"-c", "--ctx-size", OPT_INT, 0, 1 << 24, &a->n_ctx},
-        {"-t", "--threads", OPT_INT, 0, 1024, &a->n_threads},
-        {"-ngl", "--n-gpu-layers", OPT_INT, -1, 1e6, &a->n_gpu_layers},
-        {NULL, "--rpc", OPT_STR, 0, 0, &a->rpc_servers},
-        {NULL, "--temp", OPT_FLOAT, 0, 1e6, &a->temp},
-        {NULL, "--top-k", OPT_INT, 0, 1e9, &a->top_k},
-        {NULL, "--top-p", OPT_FLOAT, 0, 1, &a->top_p},
-        {NULL, "--min-p", OPT_FLOAT, 0, 1, &a->min_p},
-        {NULL, "--logits-window", OPT_INT, 0, 4096, &a->logits_window},
-        {NULL, "--repeat-last-n", OPT_INT, -1, 1e9, &a->repeat_last_n},
-        {NULL, "--frequency-penalty", OPT_FLOAT, -1e9, 1e9, &a->frequency_penalty},
-        {NULL, "--presence-penalty", OPT_FLOAT, -1e9, 1e9, &a->presence_penalty},
-        {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat},
-        {NULL, "--chat-template", OPT_STR, 0, 0, &a->chat_template},
-        {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats},
-        {NULL, "--trace", OPT_STR, 0, 0, &a->trace_path},
-        {NULL, "--live", OPT_FLAG, 0, 0, &a->live},
-        {NULL, "--live-delay", OPT_INT, 0, 10000, &a->live_delay_ms},
-        {"-v", "--verbose", OPT_FLAG, 0, 0, &a->verbose},
-        {"-h", "--help", OPT_FLAG, 0, 0, &a->help},
-        /* server only (checked below) */
-        {NULL, "--host", OPT_STR, 0, 0, &a->host},
-        {NULL, "--port", OPT_INT, 1, 65535, &a->port},
-        {NULL, "--parallel", OPT_INT, 1, 64, &a->parallel},
-        {NULL, "--queue", OPT_INT, 0, 100000, &a->queue},
-        {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb},
-        {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity},
-        {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt},
-        {NULL, "--no-warmup", OPT_FLAG, 0, 0, &a->no_warmup},
-        {NULL, "--cors-origin", OPT_STR, 0, 0, &a->cors_origin},
-        {NULL, "--max-phrases", OPT_INT, 0, 1e8, &a->max_phrases},
-        {NULL, "--max-phrase-bytes", OPT_INT, 0, 1 << 30, &a->max_phrase_bytes},
-        {NULL, "--max-regexes", OPT_INT, 0, 1e5, &a->max_regexes},
-        {NULL, "--max-retries-ceiling", OPT_INT, 1, 1e8, &a->max_retries},
+        {"-m", "--model", OPT_STR, 0, 0, &a->model, false},
+        {"-p", "--prompt", OPT_STR, 0, 0, &a->prompt, false},
+        {"-f", "--file", OPT_STR, 0, 0, &a->prompt_file, false},
+        {"-n", "--n-predict", OPT_INT, 0, 1e9, &a->n_predict, false},
+        {"-c", "--ctx-size", OPT_INT, 0, 1 << 24, &a->n_ctx, false},
+        {"-t", "--threads", OPT_INT, 0, 1024, &a->n_threads, false},
+        {"-ngl", "--n-gpu-layers", OPT_INT, -1, 1e6, &a->n_gpu_layers, false},
+        {NULL, "--rpc", OPT_STR, 0, 0, &a->rpc_servers, false},
+        {NULL, "--temp", OPT_FLOAT, 0, 1e6, &a->temp, false},
+        {NULL, "--top-k", OPT_INT, 0, 1e9, &a->top_k, false},
+        {NULL, "--top-p", OPT_FLOAT, 0, 1, &a->top_p, false},
+        {NULL, "--min-p", OPT_FLOAT, 0, 1, &a->min_p, false},
+        {NULL, "--logits-window", OPT_INT, 0, 4096, &a->logits_window, false},
+        {NULL, "--repeat-last-n", OPT_INT, -1, 1e9, &a->repeat_last_n, false},
+        {NULL, "--frequency-penalty", OPT_FLOAT, -1e9, 1e9, &a->frequency_penalty, false},
+        {NULL, "--presence-penalty", OPT_FLOAT, -1e9, 1e9, &a->presence_penalty, false},
+        {NULL, "--chat", OPT_FLAG, 0, 0, &a->chat, false},
+        {NULL, "--chat-template", OPT_STR, 0, 0, &a->chat_template, false},
+        {NULL, "--stats", OPT_FLAG, 0, 0, &a->stats, false},
+        {NULL, "--trace", OPT_STR, 0, 0, &a->trace_path, false},
+        {NULL, "--live", OPT_FLAG, 0, 0, &a->live, false},
+        {NULL, "--live-delay", OPT_INT, 0, 10000, &a->live_delay_ms, false},
+        {"-v", "--verbose", OPT_FLAG, 0, 0, &a->verbose, false},
+        {"-h", "--help", OPT_FLAG, 0, 0, &a->help, false},
+        /* `backtrack serve` only: the command line refuses them with a clear error */
+        {NULL, "--host", OPT_STR, 0, 0, &a->host, true},
+        {NULL, "--port", OPT_INT, 1, 65535, &a->port, true},
+        {NULL, "--parallel", OPT_INT, 1, 64, &a->parallel, true},
+        {NULL, "--queue", OPT_INT, 0, 100000, &a->queue, true},
+        {NULL, "--max-body", OPT_INT, 1, 1 << 20, &a->max_body_kb, true},
+        {NULL, "--slot-prompt-similarity", OPT_FLOAT, 0, 1, &a->slot_similarity, true},
+        {NULL, "--no-cache-prompt", OPT_FLAG, 0, 0, &a->no_cache_prompt, true},
+        {NULL, "--no-warmup", OPT_FLAG, 0, 0, &a->no_warmup, true},
+        {NULL, "--cors-origin", OPT_STR, 0, 0, &a->cors_origin, true},
+        {NULL, "--max-phrases", OPT_INT, 0, 1e8, &a->max_phrases, true},
+        {NULL, "--max-phrase-bytes", OPT_INT, 0, 1 << 30, &a->max_phrase_bytes, true},
+        {NULL, "--max-regexes", OPT_INT, 0, 1e5, &a->max_regexes, true},
+        {NULL, "--max-retries-ceiling", OPT_INT, 1, 1e8, &a->max_retries, true},
     };
     const int ng = (int)(sizeof g / sizeof g[0]);
-    const int n_server_only = 13;
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -294,10 +294,9 @@ static int parse(int argc, char **argv, cli_args *a, char *err, size_t cap, bool
         }
 
         const gopt *o = NULL;
-        int ko = -1;
         for (int k = 0; k < ng && !o; k++)
-            if ((g[k].s && strcmp(arg, g[k].s) == 0) || strcmp(arg, g[k].l) == 0) o = &g[ko = k];
-        if (o && !server && ko >= ng - n_server_only)
+            if ((g[k].s && strcmp(arg, g[k].s) == 0) || strcmp(arg, g[k].l) == 0) o = &g[k];
+        if (o && !server && o->server_only)
             return errf(err, cap, "%s is an option of `backtrack serve`", arg);
         if (o && server && (o->dst == (void *)&a->prompt || o->dst == (void *)&a->prompt_file ||
                             o->dst == (void *)&a->chat || o->dst == (void *)&a->stats))
