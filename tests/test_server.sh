@@ -180,6 +180,13 @@ for extra in '"banned_strings":["Lily"]' '"banned_phrases":["Lily"]' '"banned_re
 done
 expect 400 "'banned_phrases' must" "${J[@]}" -d '{"prompt":"x","banned_phrases":"Lily"}' "$U/v1/completions"
 expect 400 "missing closing parenthesis" "${J[@]}" -d '{"prompt":"x","banned_regex":["("]}' "$U/v1/completions"
+# an empty ban list asks for nothing: the greedy text, not a 400 (before: "antislop needs
+# at least one phrase or regex")
+for extra in '"banned_strings":[]' '"banned_phrases":[],"banned_regex":[]' '"banned_regex_case_insensitive":[]'; do
+    got=$(curl -s "${J[@]}" -d "{$greedy,$extra}" "$U/v1/completions")
+    if grep -q '"finish_reason"' <<<"$got" && [ "$(grep -o '"text":"[^"]*"' <<<"$got")" = "$(grep -o '"text":"[^"]*"' <<<"$plain")" ]; then ok
+    else bad "$extra: $got"; fi
+done
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
 # /metrics (Prometheus text): the counters move as requests run

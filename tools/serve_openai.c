@@ -270,9 +270,10 @@ static bt_strategy *make_banned(const cJSON *body, budget *b, verr *e) {
                                        "banned_regex_case_insensitive"};
     const bt_strategy_info *si = bt_strategy_info_find("antislop");
     const char *param = NULL;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < 4; k++) { /* null and [] ask for nothing */
         const cJSON *it = cJSON_GetObjectItemCaseSensitive(body, keys[k]);
-        if (it && !cJSON_IsNull(it)) param = keys[k];
+        if (it && !cJSON_IsNull(it) && !(cJSON_IsArray(it) && cJSON_GetArraySize(it) == 0))
+            param = keys[k];
     }
     if (!param) return NULL;
     bt_strategy_options *o = bt_strategy_options_new(si);
