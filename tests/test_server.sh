@@ -168,6 +168,9 @@ if [ "$n" -ge 3 ] && [ "$(head -n $((n - 1)) "$tmp/u.data" | grep -c '"usage":nu
 else bad "stream with include_usage: $(cat "$tmp/u.sse" | tail -c 600)"; fi
 expect 400 "'stream_options' must be an object" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":true}' "$U/v1/completions"
 expect 400 "stream_options.include_usage must be true or false" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":{"include_usage":"yes"}}' "$U/v1/completions"
+# a key given twice: each value is checked (before: the second was looked up as the first)
+expect 400 "stream_options.include_usage must be true or false" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":{"include_usage":true,"include_usage":"yes"}}' "$U/v1/completions"
+expect 400 "'slops' must hold strings" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":["a"],"slops":[5]}]}' "$U/v1/completions"
 expect 400 "stream_options.chunk_size is not supported" "${J[@]}" -d '{"prompt":"x","stream":true,"stream_options":{"chunk_size":3}}' "$U/v1/completions"
 # n: 1 is accepted, more is refused by name
 expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once","max_tokens":2,"n":1}' "$U/v1/completions"
@@ -187,6 +190,11 @@ for extra in '"banned_strings":[]' '"banned_phrases":[],"banned_regex":[]' '"ban
     if grep -q '"finish_reason"' <<<"$got" && [ "$(grep -o '"text":"[^"]*"' <<<"$got")" = "$(grep -o '"text":"[^"]*"' <<<"$plain")" ]; then ok
     else bad "$extra: $got"; fi
 done
+# [phrase, adjustment] pairs are for phrase lists only, and are pairs (before: a stop
+# string given as a pair was taken as the stop string, the third item ignored)
+expect 400 "'stop' must hold strings" "${J[@]}" -d '{"prompt":"x","stop":[["x",0.5]]}' "$U/v1/completions"
+expect 400 "'banned_regex' must hold strings" "${J[@]}" -d '{"prompt":"x","banned_regex":[["x",0.5]]}' "$U/v1/completions"
+expect 400 "'slops': \[phrase, adjustment\] needs" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":[["a",0.5,"b"]]}]}' "$U/v1/completions"
 expect 404 "no such endpoint" "$U/v2/nothing"
 expect 405 "use POST" "$U/v1/completions"
 # /metrics (Prometheus text): the counters move as requests run

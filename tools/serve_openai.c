@@ -46,29 +46,38 @@ static bool get_bool(const cJSON *obj, const char *key, bool *out, verr *e) {
     return true;
 }
 
-/* A string or an array of strings (each non-empty, valid for the phrase list). Calls
- * add(user, s) for each. */
-static bool get_strings(const cJSON *obj, const char *key, bool required,
-                        bool (*add)(void *, const char *, double, verr *), void *user, verr *e) {
-    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!it || cJSON_IsNull(it)) return required ? fail(e, key, "'%s' is required", key) : true;
+/* The value `it` of field `key`: a string or an array of strings (each non-empty, valid
+ * for the phrase list); with `pairs` (a phrase list) an item may also be [phrase,
+ * adjustment]. Calls add(user, s, adjustment) for each. */
+static bool strings_of(const cJSON *it, const char *key, bool pairs,
+                       bool (*add)(void *, const char *, double, verr *), void *user, verr *e) {
     if (cJSON_IsString(it)) return add(user, it->valuestring, 0.0, e);
     if (!cJSON_IsArray(it)) return fail(e, key, "'%s' must be a string or an array of strings", key);
     const cJSON *x;
     cJSON_ArrayForEach(x, it) {
         double adj = 0.0;
         const cJSON *sx = x;
-        if (cJSON_IsArray(x)) { /* [phrase, adjustment] */
+        if (pairs && cJSON_IsArray(x)) { /* [phrase, adjustment] */
             sx = cJSON_GetArrayItem(x, 0);
             const cJSON *n = cJSON_GetArrayItem(x, 1);
-            if (!cJSON_IsNumber(n) || !(n->valuedouble > 0 && n->valuedouble <= 1))
-                return fail(e, key, "'%s': [phrase, adjustment] needs an adjustment in (0, 1]", key);
+            if (cJSON_GetArraySize(x) != 2 || !cJSON_IsNumber(n) ||
+                !(n->valuedouble > 0 && n->valuedouble <= 1))
+                return fail(e, key, "'%s': [phrase, adjustment] needs a phrase and an adjustment "
+                                    "in (0, 1]", key);
             adj = n->valuedouble;
         }
         if (!cJSON_IsString(sx)) return fail(e, key, "'%s' must hold strings", key);
         if (!add(user, sx->valuestring, adj, e)) return false;
     }
     return true;
+}
+
+/* The optional field `key` of obj: strings as strings_of takes them, without pairs. */
+static bool get_strings(const cJSON *obj, const char *key, bool required,
+                        bool (*add)(void *, const char *, double, verr *), void *user, verr *e) {
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!it || cJSON_IsNull(it)) return required ? fail(e, key, "'%s' is required", key) : true;
+    return strings_of(it, key, false, add, user, e);
 }
 
 /* ==== Strategies from JSON ======================================================== */
@@ -149,10 +158,10 @@ static void field_names(const bt_strategy_info *si, char *out, size_t cap) {
     if (!out[0]) snprintf(out, cap, "none");
 }
 
-/* One field `it` of the strategy object `obj` into its option values: the catalog says
+/* One field `it` of a strategy object into its option values: the catalog says
  * the kind, the range and the name; JSON says the value. */
-static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const cJSON *obj,
-                      const cJSON *it, budget *b, verr *e) {
+static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const cJSON *it,
+                      budget *b, verr *e) {
     const char *key = it->string;
     const bt_option_info *oi = bt_option_info_find(si, key);
     if (oi && strcmp(oi->name, key) != 0) oi = NULL; /* JSON names only, not CLI flags */
@@ -198,13 +207,10 @@ static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const 
             return fail(e, key, "%s: '%s': %s", si->name, key, bt_last_error());
         return true;
     default: { /* TEXT_LIST: strings; PHRASE_LIST: strings or [phrase, adjustment] */
-        if (oi->kind == BT_OPTION_TEXT_LIST && cJSON_IsArray(it)) {
-            const cJSON *x;
-            cJSON_ArrayForEach(x, it) if (!cJSON_IsString(x))
-                return fail(e, key, "'%s' must be a string or an array of strings", key);
-        }
+        if (cJSON_IsNull(it)) return true; /* not given */
         sink k = {.o = o, .option = key, .regex = strcmp(key, "regexes") == 0, .param = key, .b = b};
-        return get_strings(obj, key, false, add_to_sink, &k, e);
+        /* `it` itself: with a key given twice, a lookup by name finds the first */
+        return strings_of(it, key, oi->kind == BT_OPTION_PHRASE_LIST, add_to_sink, &k, e);
     }
     }
 }
@@ -253,7 +259,7 @@ static bt_strategy *strategy_from_json(const cJSON *obj, budget *b, verr *e) {
     const cJSON *it;
     cJSON_ArrayForEach(it, obj) {
         if (strcmp(it->string, "name") == 0) continue;
-        if (!set_field(si, o, obj, it, b, e)) {
+        if (!set_field(si, o, it, b, e)) {
             bt_strategy_options_free(o);
             return NULL;
         }
@@ -547,15 +553,14 @@ static bool get_stream_options(const cJSON *b, request *r, verr *e) {
     if (!so || cJSON_IsNull(so)) return true;
     if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
     const cJSON *it;
-    cJSON_ArrayForEach(it, so) {
-        bool v = false; /* null: not given, the default */
-        verr inner;
+    cJSON_ArrayForEach(it, so) { /* `it` itself: a key given twice has two values */
         if (strcmp(it->string, "include_usage") != 0 && strcmp(it->string, "include_obfuscation") != 0)
             return fail(e, "stream_options", "stream_options.%.40s is not supported (include_usage, "
                                              "include_obfuscation)", it->string);
-        if (!get_bool(so, it->string, &v, &inner))
+        if (cJSON_IsNull(it)) continue; /* not given: the default */
+        if (!cJSON_IsBool(it))
             return fail(e, "stream_options", "stream_options.%s must be true or false", it->string);
-        if (strcmp(it->string, "include_usage") == 0) r->include_usage = v;
+        if (strcmp(it->string, "include_usage") == 0) r->include_usage = cJSON_IsTrue(it);
     }
     return true;
 }
