@@ -227,6 +227,9 @@ void bt_provider_free(bt_provider *p);
 int32_t bt_provider_n_vocab(const bt_provider *p);
 int32_t bt_provider_n_ctx(const bt_provider *p);
 bool    bt_provider_is_eog(const bt_provider *p, bt_token id);
+/* The bytes of token `id` (not NUL-terminated, owned by the provider). On failure (an id
+ * outside the vocabulary, a provider error) *bytes is "" and *len 0, so a caller that
+ * only shows the text may ignore the status. */
 int     bt_provider_token_text(const bt_provider *p, bt_token id, const char **bytes,
                                size_t *len);
 

@@ -133,9 +133,16 @@ bool bt_provider_is_eog(const bt_provider *p, bt_token id) {
 }
 int bt_provider_token_text(const bt_provider *p, bt_token id, const char **bytes,
                            size_t *len) {
+    *bytes = "";
+    *len = 0;
     if (id < 0 || id >= p->iface->n_vocab(p->ctx))
         return bt__fail(BT_ERR_INVALID_ARG, "token id %d outside the vocabulary", id);
-    return p->iface->token_text(p->ctx, id, bytes, len);
+    int rc = p->iface->token_text(p->ctx, id, bytes, len);
+    if (rc != BT_OK || !*bytes) { /* whatever the provider left there: an empty text */
+        *bytes = "";
+        *len = 0;
+    }
+    return rc;
 }
 
 int bt_provider_tokenize(bt_provider *p, const char *text, size_t len, bool add_special,

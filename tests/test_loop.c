@@ -1227,6 +1227,23 @@ static void test_review_longest_token_after_failure(void) {
     }
 }
 
+/* bt_provider_token_text on failure: "" and 0, whatever the provider left in them (a
+ * caller that only shows the text, such as human-guidance's menu, ignores the status). */
+static void test_token_text_failure_is_empty(void) {
+    fl_prov ctx = {.broken = 1};
+    bt_provider *p = bt_provider_init(&fl_iface, &ctx);
+    const char *b = "garbage";
+    size_t len = 12345;
+    CHECK(bt_provider_token_text(p, 1, &b, &len) != BT_OK); /* the provider fails */
+    CHECK(b != NULL && b[0] == '\0' && len == 0);
+    b = "garbage", len = 12345;
+    CHECK(bt_provider_token_text(p, FL_NV, &b, &len) != BT_OK); /* outside the vocabulary */
+    CHECK(b != NULL && b[0] == '\0' && len == 0);
+    CHECK_EQ_INT(bt_provider_token_text(p, 0, &b, &len), BT_OK);
+    CHECK(len == 1 && b[0] == 'a');
+    bt_provider_free(p);
+}
+
 int main(void) {
     RUN(test_greedy_and_eos);
     RUN(test_keep_index_holds_and_flushes);
@@ -1251,5 +1268,6 @@ int main(void) {
     RUN(test_review_antislop_regex_reason);
     RUN(test_review_end_stats);
     RUN(test_review_longest_token_after_failure);
+    RUN(test_token_text_failure_is_empty);
     TEST_MAIN_END();
 }

@@ -96,6 +96,8 @@ expect 400 "unknown field '--slop' for strategy 'antislop' (its fields: slops, r
 expect 400 "antislop: 'slop_files' names files, which a server does not read" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slop_files":["/etc/passwd"]}]}' "$U/v1/completions"
 expect 400 "antislop: keep_index_buffer must be a whole number in .0, 1000000." "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":["a"],"keep_index_buffer":2.5}]}' "$U/v1/completions"
 expect 400 "'whole_word' must be true or false" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"antislop","slops":["a"],"whole_word":1}]}' "$U/v1/completions"
+# a null strategy field is "not given" (its default), as a null top-level field is
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"x","max_tokens":3,"strategies":[{"name":"antislop","slops":["a"],"whole_word":null,"max_retries":null,"regexes":null}]}' "$U/v1/completions"
 expect 400 "replace needs replace" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"replace","find":["a"]}]}' "$U/v1/completions"
 expect 400 "adaptive-temperature: 'coeffs' must be 5 numbers" "${J[@]}" -d '{"prompt":"x","strategies":[{"name":"adaptive-temperature","coeffs":[1,2]}]}' "$U/v1/completions"
 expect 200 '"text"' "${J[@]}" -d '{"prompt":"x","max_tokens":4,"strategies":[{"name":"adaptive-temperature","coeffs":[0,0,0,0,1.5]},{"name":"creative-writing","top_p_flat":0.5},{"name":"replace","find":"a","replace":"b","max_replacements":1}]}' "$U/v1/completions"

@@ -183,6 +183,7 @@ static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const 
         return fail(e, "strategies", "unknown field '%s' for strategy '%s' (its fields: %s)", key,
                     si->name, names);
     }
+    if (cJSON_IsNull(it)) return true; /* null: not given (its default), as at the top level */
     switch (oi->kind) {
     case BT_OPTION_PATH_LIST:
         return fail(e, key, "%s: '%s' names files, which a server does not read for a client: "
