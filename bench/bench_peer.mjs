@@ -50,12 +50,14 @@ function postLight(body, path) {
       res.on('data', (d) => parts.push(d));
       res.on('end', () => {
         const text = Buffer.concat(parts).toString();
-        if (res.statusCode !== 200) reject(new Error(`${res.statusCode} ${text}`));
-        else resolve(JSON.parse(text));
+        if (res.statusCode !== 200) return reject(new Error(`${res.statusCode} ${text}`));
+        try { resolve(JSON.parse(text)); } catch (e) { reject(e); } // a cut or non-JSON body: an error
       });
       res.on('error', reject);
     });
     req.on('error', reject);
+    // a server that stalls fails the request (counted) instead of hanging the run
+    req.setTimeout(300000, () => req.destroy(new Error('no answer in 300 s')));
     req.end(data);
   });
 }

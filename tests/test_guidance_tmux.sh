@@ -59,7 +59,8 @@ first=$(T capture-pane -p -t "$S" | sed -n "s/^  1 .*%  '\(.*\)'$/\1/p")
 T send-keys -t "$S" Down Enter
 wait_for "Go back" || bad "no Go back"
 T send-keys -t "$S" Down Down Down Enter   # the 4th entry: Go back
-wait_gone "Go back" && wait_for "enter: choose" && ok || bad "not back at the first menu"
+wait_gone "Go back" && wait_for "enter: choose" && ! T capture-pane -p -t "$S" | grep -q "Go back" &&
+    ok || bad "not back at the first menu"
 T send-keys -t "$S" Enter                   # the first entry
 wait_for "Go back" || bad "no second menu"
 T send-keys -t "$S" q

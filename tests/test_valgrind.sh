@@ -50,7 +50,13 @@ valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,
     --show-leak-kinds=definite,indirect -q "$bin" serve -m "$model" --port "$port" --parallel 2 \
     -c 256 >/dev/null 2>"$TMPDIR_VG/serve.err" &
 vpid=$!
-for _ in $(seq 1 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+# ours answers: alive, and its log says it listens there (not another test's server)
+for _ in $(seq 1 150); do
+    kill -0 "$vpid" 2>/dev/null || break
+    grep -q "on http://127.0.0.1:$port " "$TMPDIR_VG/serve.err" &&
+        curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+    sleep 0.2
+done
 U="http://127.0.0.1:$port/v1/completions"
 curl -s "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"banned_strings":["Lily"]}' >/dev/null
 curl -sN "$U" -d '{"prompt":"Once upon a time","max_tokens":20,"stream":true,"strategies":[{"name":"replace","find":" Lily","replace":" Zed"}]}' >/dev/null

@@ -23,6 +23,32 @@ static bool fail(verr *e, const char *param, const char *fmt, ...) {
     return false;
 }
 
+static int cmp_key(const void *x, const void *y) {
+    return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* Every key of object `obj` once, or a 400 naming the first one given twice (`where`: the
+ * object's own name, NULL for the body). JSON leaves a repeated key undefined and parsers
+ * disagree (cJSON's lookup finds the first, Python and JavaScript keep the last), so a
+ * body with one is refused, not read one way or the other. O(n log n). */
+static bool unique_keys(const cJSON *obj, const char *where, verr *e) {
+    int n = cJSON_GetArraySize(obj);
+    if (n < 2) return true;
+    const char *small[32], **keys = n <= 32 ? small : malloc((size_t)n * sizeof *keys);
+    if (!keys) return fail(e, where, "out of memory");
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, obj) keys[k++] = it->string ? it->string : "";
+    qsort(keys, (size_t)k, sizeof *keys, cmp_key);
+    const char *dup = NULL;
+    for (int i = 1; i < k && !dup; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+    bool ok = !dup || fail(e, where ? where : dup, "'%.60s' is given twice%s%s", dup,
+                           where ? " in " : "", where ? where : "");
+    if (keys != small) free(keys);
+    return ok;
+}
+
 /* Read an optional number field within [lo, hi]; integer when asked. */
 static bool get_num(const cJSON *obj, const char *key, double lo, double hi, bool integer,
                     double *out, bool *present, verr *e) {
@@ -166,7 +192,9 @@ static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const 
     const bt_option_info *oi = bt_option_info_find(si, key);
     if (oi && strcmp(oi->name, key) != 0) oi = NULL; /* JSON names only, not CLI flags */
     /* adaptive-temperature's coefficients as one array: "coeffs": [c0, .., c4] */
-    if (!oi && strcmp(key, "coeffs") == 0 && bt_option_info_find(si, "c4")) {
+    bool coeffs = !oi && strcmp(key, "coeffs") == 0 && bt_option_info_find(si, "c4");
+    if ((oi || coeffs) && cJSON_IsNull(it)) return true; /* null: not given (its default), as at the top level */
+    if (coeffs) {
         if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 5)
             return fail(e, "strategies", "%s: 'coeffs' must be 5 numbers", si->name);
         for (int i = 0; i < 5; i++) {
@@ -183,7 +211,6 @@ static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const 
         return fail(e, "strategies", "unknown field '%s' for strategy '%s' (its fields: %s)", key,
                     si->name, names);
     }
-    if (cJSON_IsNull(it)) return true; /* null: not given (its default), as at the top level */
     switch (oi->kind) {
     case BT_OPTION_PATH_LIST:
         return fail(e, key, "%s: '%s' names files, which a server does not read for a client: "
@@ -208,7 +235,6 @@ static bool set_field(const bt_strategy_info *si, bt_strategy_options *o, const 
             return fail(e, key, "%s: '%s': %s", si->name, key, bt_last_error());
         return true;
     default: { /* TEXT_LIST: strings; PHRASE_LIST: strings or [phrase, adjustment] */
-        if (cJSON_IsNull(it)) return true; /* not given */
         sink k = {.o = o, .option = key, .regex = strcmp(key, "regexes") == 0, .param = key, .b = b};
         /* `it` itself: with a key given twice, a lookup by name finds the first */
         return strings_of(it, key, oi->kind == BT_OPTION_PHRASE_LIST, add_to_sink, &k, e);
@@ -239,6 +265,7 @@ static bt_strategy *create_from(const bt_strategy_info *si, bt_strategy_options 
 
 /* One object of "strategies": {"name": ..., its fields}. */
 static bt_strategy *strategy_from_json(const cJSON *obj, budget *b, verr *e) {
+    if (!unique_keys(obj, "strategies", e)) return NULL;
     const char *nm = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, "name"));
     const bt_strategy_info *si = bt_strategy_info_find(nm);
     if (!si || si->terminal) {
@@ -387,6 +414,7 @@ static bool get_extension(const cJSON *b, request *r, verr *e) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(b, "backtrack");
     if (!x || cJSON_IsNull(x)) return true;
     if (!cJSON_IsObject(x)) return fail(e, "backtrack", "'backtrack' must be an object");
+    if (!unique_keys(x, "backtrack", e)) return false;
     const cJSON *it;
     cJSON_ArrayForEach(it, x) if (strcmp(it->string, "trace") != 0)
         return fail(e, "backtrack", "unknown field '%s' in 'backtrack' (known: trace)", it->string);
@@ -510,6 +538,7 @@ static bool get_logit_bias(server *srv, const cJSON *b, request *r, verr *e) {
         return fail(e, "logit_bias", "'logit_bias' must be an object {\"token id\": bias} or [[id, bias], ...]");
     int n = cJSON_GetArraySize(lb);
     if (n > 4096) return fail(e, "logit_bias", "'logit_bias' holds at most 4096 entries");
+    if (cJSON_IsObject(lb) && !unique_keys(lb, "logit_bias", e)) return false;
     if (n == 0) {
         r->sp.logit_bias = NULL;
         r->sp.n_logit_bias = 0;
@@ -553,6 +582,7 @@ static bool get_stream_options(const cJSON *b, request *r, verr *e) {
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(b, "stream_options");
     if (!so || cJSON_IsNull(so)) return true;
     if (!cJSON_IsObject(so)) return fail(e, "stream_options", "'stream_options' must be an object");
+    if (!unique_keys(so, "stream_options", e)) return false;
     const cJSON *it;
     cJSON_ArrayForEach(it, so) { /* `it` itself: a key given twice has two values */
         if (strcmp(it->string, "include_usage") != 0 && strcmp(it->string, "include_obfuscation") != 0)
@@ -571,6 +601,7 @@ static bool get_stream_options(const cJSON *b, request *r, verr *e) {
 bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, verr *e) {
     const cli_args *A = &srv->args;
     if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object");
+    if (!unique_keys(b, NULL, e)) return false;
     r->chat = chat;
     if (chat) { /* OpenAI's id prefix for chat completions */
         char id[sizeof r->id];
@@ -920,6 +951,7 @@ static cJSON *piece_json(const char *bytes, size_t len) {
 
 cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e) {
     if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object"), NULL;
+    if (!unique_keys(b, NULL, e)) return NULL;
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(b, "content");
     if (!cJSON_IsString(content)) return fail(e, "content", "'content' must be a string"), NULL;
     bool add_special = false, parse_special = true, with_pieces = false; /* llama-server's defaults */
@@ -952,6 +984,7 @@ cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e) {
 
 cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e) {
     if (!cJSON_IsObject(b)) return fail(e, NULL, "the body must be a JSON object"), NULL;
+    if (!unique_keys(b, NULL, e)) return NULL;
     const cJSON *tokens = cJSON_GetObjectItemCaseSensitive(b, "tokens");
     if (!cJSON_IsArray(tokens)) return fail(e, "tokens", "'tokens' must be an array of token ids"), NULL;
     bt_provider *p = srv->slots[0].provider;
