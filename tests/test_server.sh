@@ -303,6 +303,23 @@ c1=$(metric "http://127.0.0.1:$p2" 'backtrack_requests_total{outcome="cancelled"
 if [ "$code" = 200 ] && [ "$ms" -lt $((1500 * slow)) ] && [ "$c1" = $((c0 + 1)) ]; then ok
 else bad "killed non-streaming client: next request $code after $ms ms, cancelled $c0 -> $c1: $(head -c 200 "$tmp/after.json")"; fi
 
+# a token whose text is a NUL byte (stories260K's <0x00>, id 3, forced by a bias) is text
+# like any other: JSON's \u0000 in the completion, the stream, the logprobs and
+# /detokenize (before: cJSON's C strings ended there and the text came out empty)
+nul='"prompt":"Once upon a time","max_tokens":3,"top_k":1,"logit_bias":{"3":100}'
+got=$(curl -s "${J[@]}" -d "{$nul,\"logprobs\":1}" "$U/v1/completions")
+grep -qF '"text":"\u0000\u0000\u0000"' <<<"$got" && grep -qF '"tokens":["\u0000","\u0000","\u0000"]' <<<"$got" &&
+    ok || bad "NUL tokens in a completion: $(head -c 400 <<<"$got")"
+got=$(curl -sN "${J[@]}" -d "{$nul,\"stream\":true}" "$U/v1/completions" | grep -o '"text":"[^"]*"' | tr -d '\n')
+[ "$got" = '"text":"\u0000""text":"\u0000""text":"\u0000"' ] || [ "$got" = '"text":"\u0000\u0000\u0000"' ] ||
+    { [[ "$got" == *'\u0000'* ]] && [ "$(grep -o 'u0000' <<<"$got" | wc -l)" = 3 ]; } && ok || bad "NUL tokens streamed: $got"
+got=$(curl -s "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"top_k":1,"logit_bias":{"3":100}}' "$U/v1/chat/completions")
+grep -qF '"content":"\u0000\u0000"' <<<"$got" && ok || bad "NUL tokens in a chat message: $(head -c 400 <<<"$got")"
+got=$(curl -s "${J[@]}" -d '{"tokens":[3,66,3]}' "$U/detokenize")
+grep -qF '"content":"\u0000' <<<"$got" && grep -qF '\u0000"}' <<<"$got" && ok || bad "/detokenize of NUL: $got"
+got=$(curl -s "${J[@]}" -d '{"content":"a","with_pieces":true}' "$U/tokenize")
+grep -qF '"piece":" a"' <<<"$got" && ok || bad "/tokenize pieces: $got"
+
 # the end of the context is a normal stop: 200 with finish_reason "length" and the text,
 # streamed too (a prompt that alone fills the context stays a 400, above)
 p3=$((port + 2))

@@ -242,6 +242,13 @@ char *openai_stream_error_json(const char *type, const char *msg);
 /* llama-server's POST /tokenize ({"content", "add_special", "parse_special",
  * "with_pieces"} -> {"tokens": [...]}) and POST /detokenize ({"tokens": [...]} ->
  * {"content"}): the answer (owned by the caller), or NULL with *e filled. */
+/* s[0..n) as a JSON string item: bytes that do not start valid UTF-8 become U+FFFD; a
+ * NUL byte stays, as \u0000 (cJSON's strings end at a NUL: such a text is a raw item,
+ * already escaped). NULL: out of memory. */
+cJSON *json_text(const char *s, size_t n);
+/* Append s[0..n) as a quoted, escaped JSON string (the same text json_text gives) to a
+ * buffer grown by sbuf_append. Non-zero: out of memory. */
+int json_text_quoted(char **out, size_t *len, size_t *cap, const char *s, size_t n);
 cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e);
 cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e);
 

@@ -155,11 +155,7 @@ static cJSON *token_string(const req_obs *o, bt_token t, const char **bytes, siz
     *bytes = "";
     *len = 0;
     if (bt_provider_token_text(o->p, t, bytes, len) != BT_OK) *len = 0;
-    trace_buf s = {0};
-    trace_utf8(&s, *bytes, *len);
-    cJSON *str = cJSON_CreateString(s.data ? s.data : "");
-    trace_buf_free(&s);
-    return str;
+    return json_text(*bytes, *len);
 }
 
 static cJSON *token_entry(const req_obs *o, bt_token t, float p, bool with_top) {
@@ -190,6 +186,57 @@ cJSON *req_obs_chat_logprobs(const req_obs *o, int32_t from, int32_t to) {
     return content;
 }
 
+/* The completions endpoint's {text: logprob} of position i's alternatives (the first of
+ * two with the same text wins). A text with a NUL byte cannot be a cJSON key: then the
+ * whole object is written as JSON text here (a raw item). */
+static cJSON *top_map(const req_obs *o, int32_t i) {
+    const bt_candidate *top = &o->top[(size_t)i * (size_t)o->n_top];
+    bool nul = false;
+    for (int32_t j = 0; j < o->n_tops[i] && !nul; j++) {
+        const char *b;
+        size_t len;
+        if (bt_provider_token_text(o->p, top[j].id, &b, &len) == BT_OK) nul = memchr(b, 0, len) != NULL;
+    }
+    if (!nul) {
+        cJSON *m = cJSON_CreateObject();
+        for (int32_t j = 0; j < o->n_tops[i]; j++) {
+            const char *b;
+            size_t len;
+            cJSON *ts = token_string(o, top[j].id, &b, &len);
+            const char *k = cJSON_GetStringValue(ts);
+            if (k && !cJSON_GetObjectItemCaseSensitive(m, k)) cJSON_AddNumberToObject(m, k, logprob(top[j].p));
+            cJSON_Delete(ts);
+        }
+        return m;
+    }
+    /* each key as printed JSON (so two texts that print alike, say two lone bytes that are
+     * both U+FFFD, are one key), the first of equal keys wins */
+    char *out = NULL, *keys = NULL;
+    size_t n = 0, cap = 0, kn = 0, kcap = 0, kstart[64];
+    int rc = sbuf_append(&out, &n, &cap, "{", 1) || sbuf_append(&keys, &kn, &kcap, "", 0);
+    for (int32_t j = 0; rc == 0 && j < o->n_tops[i] && j < 64; j++) {
+        const char *b;
+        size_t len;
+        bt_provider_token_text(o->p, top[j].id, &b, &len);
+        kstart[j] = kn;
+        if ((rc = json_text_quoted(&keys, &kn, &kcap, b, len)) != 0) break;
+        size_t klen = kn - kstart[j];
+        bool seen = false;
+        for (int32_t q = 0; q < j && !seen; q++)
+            seen = kstart[q + 1] - kstart[q] == klen && memcmp(keys + kstart[q], keys + kstart[j], klen) == 0;
+        if (seen) continue;
+        char num[40];
+        int w = snprintf(num, sizeof num, ":%.17g", logprob(top[j].p));
+        rc = (n > 1 ? sbuf_append(&out, &n, &cap, ",", 1) : 0) ||
+             sbuf_append(&out, &n, &cap, keys + kstart[j], klen) || sbuf_append(&out, &n, &cap, num, (size_t)w);
+    }
+    if (rc == 0) rc = sbuf_append(&out, &n, &cap, "}", 1);
+    cJSON *m = rc == 0 ? cJSON_CreateRaw(out) : NULL;
+    free(out);
+    free(keys);
+    return m ? m : cJSON_CreateObject();
+}
+
 cJSON *req_obs_completion_logprobs(const req_obs *o, int32_t from, int32_t to, size_t offset0) {
     cJSON *lp = cJSON_CreateObject();
     cJSON *tokens = cJSON_AddArrayToObject(lp, "tokens");
@@ -202,15 +249,7 @@ cJSON *req_obs_completion_logprobs(const req_obs *o, int32_t from, int32_t to, s
         size_t len;
         cJSON_AddItemToArray(tokens, token_string(o, o->tok[i], &b, &len));
         cJSON_AddItemToArray(tlp, cJSON_CreateNumber(logprob(o->lp[i])));
-        cJSON *m = cJSON_CreateObject();
-        for (int32_t j = 0; j < o->n_tops[i]; j++) {
-            const bt_candidate *c = &o->top[(size_t)i * (size_t)o->n_top + (size_t)j];
-            cJSON *ts = token_string(o, c->id, &b, &len);
-            const char *k = cJSON_GetStringValue(ts);
-            if (k && !cJSON_GetObjectItemCaseSensitive(m, k)) cJSON_AddNumberToObject(m, k, logprob(c->p));
-            cJSON_Delete(ts);
-        }
-        cJSON_AddItemToArray(top, m);
+        cJSON_AddItemToArray(top, top_map(o, i));
         cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(offset0 + (i > 0 ? o->end[i - 1] : 0))));
     }
     return lp;

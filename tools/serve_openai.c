@@ -797,9 +797,9 @@ cJSON *openai_completion_json(server *srv, const request *r) {
     if (r->chat) {
         cJSON *m = cJSON_AddObjectToObject(c, "message");
         cJSON_AddStringToObject(m, "role", "assistant");
-        cJSON_AddStringToObject(m, "content", r->out ? r->out : "");
+        cJSON_AddItemToObject(m, "content", json_text(r->out ? r->out : "", r->out ? r->out_len : 0));
     } else {
-        cJSON_AddStringToObject(c, "text", r->out ? r->out : "");
+        cJSON_AddItemToObject(c, "text", json_text(r->out ? r->out : "", r->out ? r->out_len : 0));
     }
     add_logprobs(c, r, 0, n_lp);
     cJSON_AddStringToObject(c, "finish_reason", finish_reason(r));
@@ -829,22 +829,16 @@ char *openai_chunk_json(server *srv, request *r, const char *text, size_t len, b
     cJSON *ch = cJSON_AddArrayToObject(root, "choices"), *c = cJSON_CreateObject();
     cJSON_AddItemToArray(ch, c);
     cJSON_AddNumberToObject(c, "index", 0);
-    char *t = malloc(len + 1);
-    if (t) {
-        memcpy(t, text ? text : "", len);
-        t[len] = '\0';
-    }
     if (r->chat) {
         cJSON *d = cJSON_AddObjectToObject(c, "delta");
         if (!r->sent_role) {
             cJSON_AddStringToObject(d, "role", "assistant");
             r->sent_role = true;
         }
-        if (len > 0 && t) cJSON_AddStringToObject(d, "content", t);
+        if (len > 0) cJSON_AddItemToObject(d, "content", json_text(text, len));
     } else {
-        cJSON_AddStringToObject(c, "text", t ? t : "");
+        cJSON_AddItemToObject(c, "text", json_text(text ? text : "", len));
     }
-    free(t);
     /* the logprobs of the tokens whose text this chunk completes */
     int32_t upto = req_obs_tokens_within(r->obs, final ? r->out_len : r->sent + len);
     if (upto < r->lp_sent) upto = r->lp_sent;
@@ -883,13 +877,11 @@ char *openai_stream_error_json(const char *type, const char *msg) {
 
 /* ==== llama-server's /tokenize and /detokenize ================================== */
 
-/* The length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one.
- * NUL counts as invalid here: JSON text is built from C strings. */
+/* The length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t len;
     unsigned min;
-    if (c == 0) return 0;
     if (c < 0x80) return 1;
     if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
     else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
@@ -914,36 +906,57 @@ static bool utf8_valid(const char *s, size_t n) {
     return true;
 }
 
-/* A copy of s[0..n) as a C string of valid UTF-8: each byte that does not start a valid
- * sequence (or is NUL) becomes U+FFFD. NULL: out of memory. */
-static char *utf8_repair(const char *s, size_t n) {
+/* Append s[0..n) to the buffer as the text of a JSON string: valid UTF-8 as it is, each
+ * byte that does not start a valid sequence as U+FFFD. With `quoted`: inside quotes and
+ * escaped (a NUL as \u0000), as printed JSON; without: for cJSON to escape, so s must
+ * hold no NUL (json_text checks). Non-zero: out of memory. */
+static int json_text_append(char **out, size_t *len, size_t *cap, const char *s, size_t n,
+                            bool quoted) {
+    if (quoted && sbuf_append(out, len, cap, "\"", 1) != 0) return -1;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        int rc;
+        if (!k) {
+            rc = sbuf_append(out, len, cap, "\xEF\xBF\xBD", 3);
+            k = 1;
+        } else if (quoted && (c < 0x20 || c == '"' || c == '\\')) {
+            char esc[8];
+            int w = c == '"' ? snprintf(esc, sizeof esc, "\\\"") : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
+                  : c == '\n' ? snprintf(esc, sizeof esc, "\\n") : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
+                  : c == '\r' ? snprintf(esc, sizeof esc, "\\r") : snprintf(esc, sizeof esc, "\\u%04x", c);
+            rc = sbuf_append(out, len, cap, esc, (size_t)w);
+        } else {
+            rc = sbuf_append(out, len, cap, s + i, k);
+        }
+        if (rc != 0) return -1;
+        i += k;
+    }
+    return quoted ? sbuf_append(out, len, cap, "\"", 1) : 0;
+}
+
+cJSON *json_text(const char *s, size_t n) {
     char *out = NULL;
     size_t len = 0, cap = 0;
-    if (sbuf_append(&out, &len, &cap, "", 0) != 0) return NULL;
-    for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
-        int rc = k ? sbuf_append(&out, &len, &cap, s + i, k) : sbuf_append(&out, &len, &cap, "\xEF\xBF\xBD", 3);
-        if (rc != 0) {
-            free(out);
-            return NULL;
-        }
-        i += k ? k : 1;
+    bool nul = n > 0 && memchr(s, 0, n) != NULL;
+    if (sbuf_append(&out, &len, &cap, "", 0) != 0 || json_text_append(&out, &len, &cap, s, n, nul) != 0) {
+        free(out);
+        return NULL;
     }
-    return out;
+    /* cJSON's strings end at a NUL: such a text goes out as an item already printed */
+    cJSON *j = nul ? cJSON_CreateRaw(out) : cJSON_CreateString(out);
+    free(out);
+    return j;
+}
+
+int json_text_quoted(char **out, size_t *len, size_t *cap, const char *s, size_t n) {
+    return json_text_append(out, len, cap, s, n, true);
 }
 
 /* A token's piece as llama-server shows it: a string when it is valid UTF-8, else the
  * list of its bytes. */
 static cJSON *piece_json(const char *bytes, size_t len) {
-    if (utf8_valid(bytes, len)) {
-        char *t = malloc(len + 1);
-        if (!t) return NULL;
-        memcpy(t, bytes, len);
-        t[len] = '\0';
-        cJSON *j = cJSON_CreateString(t);
-        free(t);
-        return j;
-    }
+    if (utf8_valid(bytes, len)) return json_text(bytes, len);
     cJSON *a = cJSON_CreateArray();
     for (size_t i = 0; a && i < len; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber((unsigned char)bytes[i]));
     return a;
@@ -1008,12 +1021,11 @@ cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e) {
         }
         i++;
     }
-    char *clean = utf8_repair(text ? text : "", len);
+    cJSON *content = json_text(text ? text : "", len);
     free(text);
-    if (!clean) return fail(e, NULL, "out of memory"), NULL;
+    if (!content) return fail(e, NULL, "out of memory"), NULL;
     cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "content", clean);
-    free(clean);
+    cJSON_AddItemToObject(root, "content", content);
     return root;
 }
 
