@@ -179,6 +179,9 @@ expect 400 '"param":"banned_strings"' "${J[@]}" -d '{"prompt":"x","banned_string
 expect 400 "'trace' is given twice in backtrack" "${J[@]}" -d '{"prompt":"x","backtrack":{"trace":false,"trace":true}}' "$U/v1/completions"
 expect 400 "'15043' is given twice in logit_bias" "${J[@]}" -d '{"prompt":"x","logit_bias":{"15043":1,"15043":-1}}' "$U/v1/completions"
 expect 400 "'content' is given twice" "${J[@]}" -d '{"content":"a","content":5}' "$U/tokenize"
+expect 400 "'content' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":"a","content":"b"}]}' "$U/v1/chat/completions"
+expect 400 "'text' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}' "$U/v1/chat/completions"
+expect 400 "'response_format'" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text","type":"json_schema"}}' "$U/v1/chat/completions"
 # many keys (the sorted path), one repeated at the end
 many=$(for i in $(seq 1 40); do printf '"x%d":1,' "$i"; done)
 expect 400 "'x7' is given twice" "${J[@]}" -d "{\"prompt\":\"x\",$many\"x7\":2}" "$U/v1/completions"
@@ -315,6 +318,16 @@ got=$(curl -sN "${J[@]}" -d "{$nul,\"stream\":true}" "$U/v1/completions" | grep 
     { [[ "$got" == *'\u0000'* ]] && [ "$(grep -o 'u0000' <<<"$got" | wc -l)" = 3 ]; } && ok || bad "NUL tokens streamed: $got"
 got=$(curl -s "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"max_tokens":2,"top_k":1,"logit_bias":{"3":100}}' "$U/v1/chat/completions")
 grep -qF '"content":"\u0000\u0000"' <<<"$got" && ok || bad "NUL tokens in a chat message: $(head -c 400 <<<"$got")"
+# a stop string after a NUL is found (before: strstr stopped at the NUL and never saw it);
+# bias 25 on token 3 makes the greedy text ",\0 th\0c\0ed and\0ed" (the window searched
+# for "ed and" starts at the NUL before it)
+nulstop='"prompt":"Once upon a time","max_tokens":10,"top_k":1,"logit_bias":{"3":25},"stop":["ed and"]'
+got=$(curl -s "${J[@]}" -d "{$nulstop}" "$U/v1/completions")
+grep -qF '"text":",\u0000 th\u0000c\u0000","logprobs":null,"finish_reason":"stop"' <<<"$got" &&
+    ok || bad "a stop string after a NUL: $(head -c 300 <<<"$got")"
+got=$(curl -sN "${J[@]}" -d "{$nulstop,\"stream\":true}" "$U/v1/completions")
+grep -qF '"finish_reason":"stop"' <<<"$got" && ! grep -q 'ed and' <<<"$(grep -o '"text":"[^"]*"' <<<"$got" | tr -d '\n')" &&
+    ok || bad "a stop string after a NUL, streamed: $(grep -o '"text":"[^"]*"' <<<"$got" | tr -d '\n')"
 got=$(curl -s "${J[@]}" -d '{"tokens":[3,66,3]}' "$U/detokenize")
 grep -qF '"content":"\u0000' <<<"$got" && grep -qF '\u0000"}' <<<"$got" && ok || bad "/detokenize of NUL: $got"
 got=$(curl -s "${J[@]}" -d '{"content":"a","with_pieces":true}' "$U/tokenize")

@@ -442,6 +442,7 @@ static bool join_parts(const cJSON *parts, char **out, verr *e) {
     size_t len = 0, cap = 0;
     const cJSON *part;
     cJSON_ArrayForEach(part, parts) {
+        if (cJSON_IsObject(part) && !unique_keys(part, "messages", e)) return false;
         const cJSON *type = cJSON_GetObjectItemCaseSensitive(part, "type");
         const cJSON *text = cJSON_GetObjectItemCaseSensitive(part, "text");
         if (!cJSON_IsString(type)) return fail(e, "messages", "each content part needs a string 'type'");
@@ -508,6 +509,8 @@ static bool is_neutral(const unimplemented *f, const cJSON *it) {
         cJSON_IsString(it->child) && strcmp(it->child->valuestring, "text") == 0)
         return true; /* text out: what this server does anyway */
     if (strcmp(f->name, "response_format") == 0) {
+        verr ignored;
+        if (!unique_keys(it, NULL, &ignored)) return false; /* a repeated "type": not neutral */
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "type");
         return cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0;
     }
@@ -626,6 +629,10 @@ bool openai_parse_request(server *srv, const cJSON *b, bool chat, request *r, ve
         bool ok = true;
         const cJSON *it;
         cJSON_ArrayForEach(it, msgs) {
+            if (cJSON_IsObject(it) && !unique_keys(it, "messages", e)) {
+                ok = false;
+                break;
+            }
             const cJSON *role = cJSON_GetObjectItemCaseSensitive(it, "role");
             const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
             if (!cJSON_IsString(role) || !(cJSON_IsString(content) || cJSON_IsArray(content))) {

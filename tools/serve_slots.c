@@ -58,14 +58,27 @@ void request_cancel_locked(request *r) {
 
 /* ==== Released text, stop strings ============================================ */
 
+/* The first place at or after `from` where needle[0..m) starts in hay[0..n), or n. By
+ * length: the generated text may hold NUL bytes (strstr would stop at the first). */
+static size_t find_bytes(const char *hay, size_t n, size_t from, const char *needle, size_t m) {
+    if (m == 0 || m > n) return n;
+    for (size_t i = from; i + m <= n; i++) {
+        const char *p = memchr(hay + i, needle[0], n - m + 1 - i);
+        if (!p) return n;
+        i = (size_t)(p - hay);
+        if (memcmp(p, needle, m) == 0) return i;
+    }
+    return n;
+}
+
 /* After new text: cut at a stop string if one appeared; otherwise make visible all but
  * the longest tail that could still grow into one. */
 static void check_stops(request *r, size_t old_len) {
     size_t from = old_len >= r->max_stop ? old_len - r->max_stop + 1 : 0;
     size_t cut = r->out_len;
     for (int i = 0; i < r->n_stop; i++) {
-        const char *hit = strstr(r->out + from, r->stop[i]);
-        if (hit && (size_t)(hit - r->out) < cut) cut = (size_t)(hit - r->out);
+        size_t at = find_bytes(r->out, r->out_len, from, r->stop[i], strlen(r->stop[i]));
+        if (at < cut) cut = at;
     }
     if (cut < r->out_len) {
         r->out_len = cut;
