@@ -179,6 +179,12 @@ expect 400 '"param":"banned_strings"' "${J[@]}" -d '{"prompt":"x","banned_string
 expect 400 "'trace' is given twice in backtrack" "${J[@]}" -d '{"prompt":"x","backtrack":{"trace":false,"trace":true}}' "$U/v1/completions"
 expect 400 "'15043' is given twice in logit_bias" "${J[@]}" -d '{"prompt":"x","logit_bias":{"15043":1,"15043":-1}}' "$U/v1/completions"
 expect 400 "'content' is given twice" "${J[@]}" -d '{"content":"a","content":5}' "$U/tokenize"
+# a NUL in a request's text would be cut there by the parser: refused by name, wherever it is
+expect 400 "holds a NUL character" "${J[@]}" -d '{"prompt":"Once\u0000 upon","max_tokens":2}' "$U/v1/completions"
+expect 400 "holds a NUL character" "${J[@]}" -d '{"prompt":"x","stop":["\u0000"]}' "$U/v1/completions"
+expect 400 "holds a NUL character" "${J[@]}" -d '{"prompt":"x","a\\\u0000":1}' "$U/v1/completions"
+# ... but an escaped backslash before "u0000" is text: a backslash and "u0000"
+expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once \\u0000 upon","max_tokens":2}' "$U/v1/completions"
 expect 400 "'content' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":"a","content":"b"}]}' "$U/v1/chat/completions"
 expect 400 "'text' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}' "$U/v1/chat/completions"
 expect 400 "'response_format'" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text","type":"json_schema"}}' "$U/v1/chat/completions"

@@ -199,6 +199,21 @@ typedef struct body {
     bool   too_big;
 } body;
 
+/* Whether JSON text s[0..n) holds a NUL character: a raw 0 byte, or the escape \u0000
+ * (a 'u' after an odd run of backslashes: "\\u0000" is a backslash and "u0000"). cJSON's
+ * strings end at a NUL, so such a text would be cut short without a word. */
+static bool json_has_nul(const char *s, size_t n) {
+    if (n > 0 && memchr(s, 0, n)) return true;
+    for (size_t i = 0; i + 5 < n; i++) {
+        if (s[i] != '\\') continue;
+        size_t run = 0;
+        while (i + run < n && s[i + run] == '\\') run++;
+        i += run - 1; /* the last backslash of the run */
+        if (run % 2 == 1 && i + 5 < n && memcmp(s + i + 1, "u0000", 5) == 0) return true;
+    }
+    return false;
+}
+
 /* The body as JSON, or NULL after answering the client with a 400 (*rc). */
 static cJSON *parse_body(server *srv, struct MHD_Connection *c, const body *bd, enum MHD_Result *rc) {
     if (bd->too_big) {
@@ -208,9 +223,15 @@ static cJSON *parse_body(server *srv, struct MHD_Connection *c, const body *bd, 
     }
     const char *end = NULL;
     cJSON *json = cJSON_ParseWithLengthOpts(bd->data ? bd->data : "", bd->len, &end, 0);
-    if (!json)
+    if (!json) {
         *rc = send_error(c, 400, "invalid_request_error", NULL, "malformed JSON at byte %ld",
                          end && bd->data ? (long)(end - bd->data) : 0L);
+    } else if (bd->data && json_has_nul(bd->data, bd->len)) {
+        cJSON_Delete(json);
+        json = NULL;
+        *rc = send_error(c, 400, "invalid_request_error", NULL,
+                         "the request holds a NUL character (\\u0000), which this server does not take");
+    }
     return json;
 }
 
