@@ -188,6 +188,12 @@ expect 200 '"text_completion"' "${J[@]}" -d '{"prompt":"Once \\u0000 upon","max_
 expect 400 "'content' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":"a","content":"b"}]}' "$U/v1/chat/completions"
 expect 400 "'text' is given twice in messages" "${J[@]}" -d '{"messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}' "$U/v1/chat/completions"
 expect 400 "'response_format'" "${J[@]}" -d '{"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"text","type":"json_schema"}}' "$U/v1/chat/completions"
+# a message that quotes a client's key cut to 60 bytes stays valid UTF-8 (the cut fell
+# inside a character: invalid JSON text for strict clients)
+long_key="a$(printf 'é%.0s' $(seq 1 40))"
+got=$(curl -s "${J[@]}" -d "{\"prompt\":\"x\",\"$long_key\":1,\"$long_key\":2}" "$U/v1/completions")
+/usr/bin/python3 -c 'import json,sys; d=json.loads(sys.stdin.buffer.read()); assert "given twice" in d["error"]["message"]' <<<"$got" &&
+    ok || bad "an error quoting a cut key: $(head -c 300 <<<"$got")"
 # many keys (the sorted path), one repeated at the end
 many=$(for i in $(seq 1 40); do printf '"x%d":1,' "$i"; done)
 expect 400 "'x7' is given twice" "${J[@]}" -d "{\"prompt\":\"x\",$many\"x7\":2}" "$U/v1/completions"

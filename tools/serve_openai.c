@@ -14,12 +14,27 @@
 
 /* ==== JSON fields ============================================================= */
 
+static size_t utf8_seq(const unsigned char *s, size_t n);
+
+/* Each byte of C string s that does not start valid UTF-8 becomes '?': a message quotes a
+ * client's text cut to a few bytes ("%.60s"), which may split a character. */
+static void utf8_scrub(char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k) s[i] = '?', k = 1;
+        i += k;
+    }
+}
+
 static bool fail(verr *e, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    utf8_scrub(e->msg);
+    utf8_scrub(e->param);
     return false;
 }
 
