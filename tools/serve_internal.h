@@ -242,6 +242,9 @@ char *openai_stream_error_json(const char *type, const char *msg);
 /* llama-server's POST /tokenize ({"content", "add_special", "parse_special",
  * "with_pieces"} -> {"tokens": [...]}) and POST /detokenize ({"tokens": [...]} ->
  * {"content"}): the answer (owned by the caller), or NULL with *e filled. */
+/* The most alternatives a request's logprobs may ask for per token (OpenAI's 20). */
+#define SERVE_TOP_LOGPROBS_MAX 20
+
 /* s[0..n) as a JSON string item: bytes that do not start valid UTF-8 become U+FFFD; a
  * NUL byte stays, as \u0000 (cJSON's strings end at a NUL: such a text is a raw item,
  * already escaped). NULL: out of memory. */

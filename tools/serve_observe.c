@@ -152,9 +152,7 @@ static double logprob(float p) { return p > 0.0f ? log((double)p) : LOGPROB_FLOO
 /* Token t's text as a JSON string (U+FFFD for bytes that are not UTF-8 on their own);
  * its raw bytes in *bytes, *len. */
 static cJSON *token_string(const req_obs *o, bt_token t, const char **bytes, size_t *len) {
-    *bytes = "";
-    *len = 0;
-    if (bt_provider_token_text(o->p, t, bytes, len) != BT_OK) *len = 0;
+    bt_provider_token_text(o->p, t, bytes, len); /* "" on failure */
     return json_text(*bytes, *len);
 }
 
@@ -186,35 +184,17 @@ cJSON *req_obs_chat_logprobs(const req_obs *o, int32_t from, int32_t to) {
     return content;
 }
 
-/* The completions endpoint's {text: logprob} of position i's alternatives (the first of
- * two with the same text wins). A text with a NUL byte cannot be a cJSON key: then the
- * whole object is written as JSON text here (a raw item). */
+/* The completions endpoint's {text: logprob} of position i's alternatives, the first of
+ * equal texts winning, written here as JSON text (a raw item): a text with a NUL byte
+ * cannot be a cJSON key. Keys are compared as printed (json_text_quoted escapes as cJSON
+ * does, one to one: two lone bytes that both print as U+FFFD are one key) and numbers
+ * are printed by cJSON, so the text is what a cJSON object would print. */
 static cJSON *top_map(const req_obs *o, int32_t i) {
     const bt_candidate *top = &o->top[(size_t)i * (size_t)o->n_top];
-    bool nul = false;
-    for (int32_t j = 0; j < o->n_tops[i] && !nul; j++) {
-        const char *b;
-        size_t len;
-        if (bt_provider_token_text(o->p, top[j].id, &b, &len) == BT_OK) nul = memchr(b, 0, len) != NULL;
-    }
-    if (!nul) {
-        cJSON *m = cJSON_CreateObject();
-        for (int32_t j = 0; j < o->n_tops[i]; j++) {
-            const char *b;
-            size_t len;
-            cJSON *ts = token_string(o, top[j].id, &b, &len);
-            const char *k = cJSON_GetStringValue(ts);
-            if (k && !cJSON_GetObjectItemCaseSensitive(m, k)) cJSON_AddNumberToObject(m, k, logprob(top[j].p));
-            cJSON_Delete(ts);
-        }
-        return m;
-    }
-    /* each key as printed JSON (so two texts that print alike, say two lone bytes that are
-     * both U+FFFD, are one key), the first of equal keys wins */
     char *out = NULL, *keys = NULL;
-    size_t n = 0, cap = 0, kn = 0, kcap = 0, kstart[64];
+    size_t n = 0, cap = 0, kn = 0, kcap = 0, kstart[SERVE_TOP_LOGPROBS_MAX + 1];
     int rc = sbuf_append(&out, &n, &cap, "{", 1) || sbuf_append(&keys, &kn, &kcap, "", 0);
-    for (int32_t j = 0; rc == 0 && j < o->n_tops[i] && j < 64; j++) {
+    for (int32_t j = 0; rc == 0 && j < o->n_tops[i] && j < SERVE_TOP_LOGPROBS_MAX; j++) {
         const char *b;
         size_t len;
         bt_provider_token_text(o->p, top[j].id, &b, &len);
@@ -225,10 +205,13 @@ static cJSON *top_map(const req_obs *o, int32_t i) {
         for (int32_t q = 0; q < j && !seen; q++)
             seen = kstart[q + 1] - kstart[q] == klen && memcmp(keys + kstart[q], keys + kstart[j], klen) == 0;
         if (seen) continue;
-        char num[40];
-        int w = snprintf(num, sizeof num, ":%.17g", logprob(top[j].p));
-        rc = (n > 1 ? sbuf_append(&out, &n, &cap, ",", 1) : 0) ||
-             sbuf_append(&out, &n, &cap, keys + kstart[j], klen) || sbuf_append(&out, &n, &cap, num, (size_t)w);
+        cJSON *num = cJSON_CreateNumber(logprob(top[j].p));
+        char *v = num ? cJSON_PrintUnformatted(num) : NULL;
+        rc = !v || (n > 1 && sbuf_append(&out, &n, &cap, ",", 1)) ||
+             sbuf_append(&out, &n, &cap, keys + kstart[j], klen) || sbuf_append(&out, &n, &cap, ":", 1) ||
+             sbuf_append(&out, &n, &cap, v, strlen(v));
+        cJSON_free(v);
+        cJSON_Delete(num);
     }
     if (rc == 0) rc = sbuf_append(&out, &n, &cap, "}", 1);
     cJSON *m = rc == 0 ? cJSON_CreateRaw(out) : NULL;

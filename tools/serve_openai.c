@@ -410,7 +410,7 @@ static bool get_logprobs(const cJSON *b, bool chat, request *r, verr *e) {
     if (chat) {
         bool on = false;
         if (!get_bool(b, "logprobs", &on, e)) return false;
-        if (!get_num(b, "top_logprobs", 0, 20, true, &v, &has, e)) return false;
+        if (!get_num(b, "top_logprobs", 0, SERVE_TOP_LOGPROBS_MAX, true, &v, &has, e)) return false;
         if (has && !on) return fail(e, "top_logprobs", "'top_logprobs' needs \"logprobs\": true");
         if (on) r->logprobs = has ? (int32_t)v : 0;
         return true;
@@ -418,7 +418,7 @@ static bool get_logprobs(const cJSON *b, bool chat, request *r, verr *e) {
     if (top && !cJSON_IsNull(top))
         return fail(e, "top_logprobs", "'top_logprobs' is for chat; completions take \"logprobs\": N");
     if (!lp || cJSON_IsNull(lp) || cJSON_IsFalse(lp)) return true;
-    if (!get_num(b, "logprobs", 0, 20, true, &v, &has, e)) return false;
+    if (!get_num(b, "logprobs", 0, SERVE_TOP_LOGPROBS_MAX, true, &v, &has, e)) return false;
     r->logprobs = (int32_t)v;
     return true;
 }
@@ -942,11 +942,11 @@ static int json_text_append(char **out, size_t *len, size_t *cap, const char *s,
         if (!k) {
             rc = sbuf_append(out, len, cap, "\xEF\xBF\xBD", 3);
             k = 1;
-        } else if (quoted && (c < 0x20 || c == '"' || c == '\\')) {
+        } else if (quoted && (c < 0x20 || c == '"' || c == '\\')) { /* escaped as cJSON does */
             char esc[8];
-            int w = c == '"' ? snprintf(esc, sizeof esc, "\\\"") : c == '\\' ? snprintf(esc, sizeof esc, "\\\\")
-                  : c == '\n' ? snprintf(esc, sizeof esc, "\\n") : c == '\t' ? snprintf(esc, sizeof esc, "\\t")
-                  : c == '\r' ? snprintf(esc, sizeof esc, "\\r") : snprintf(esc, sizeof esc, "\\u%04x", c);
+            char two = c == '"' ? '"' : c == '\\' ? '\\' : c == '\b' ? 'b' : c == '\f' ? 'f'
+                     : c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : 0;
+            int w = two ? snprintf(esc, sizeof esc, "\\%c", two) : snprintf(esc, sizeof esc, "\\u%04x", c);
             rc = sbuf_append(out, len, cap, esc, (size_t)w);
         } else {
             rc = sbuf_append(out, len, cap, s + i, k);

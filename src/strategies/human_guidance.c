@@ -110,9 +110,9 @@ static int hg_begin(bt_strategy *s, const bt_view *v) {
 static int build_text(guidance *g, const bt_view *v, size_t *len) {
     size_t n = 0;
     for (int32_t i = 0; i < v->n_tokens; i++) {
-        const char *b = "";
-        size_t l = 0;
-        if (bt_provider_token_text(v->provider, v->tokens[i], &b, &l) != BT_OK) b = "", l = 0;
+        const char *b;
+        size_t l;
+        bt_provider_token_text(v->provider, v->tokens[i], &b, &l); /* "" on failure */
         if (n + l + 1 > g->text_cap) {
             size_t nc = (n + l + 1) * 2;
             char *nt = realloc(g->text, nc);
@@ -142,11 +142,11 @@ static void hg_on_probs(bt_strategy *s, const bt_view *v, bt_candidates *c) {
     char labels_buf[MAX_K][96];
     const char *labels[MAX_K];
     for (int32_t i = 0; i < k; i++) {
-        const char *b = "";
-        size_t l = 0;
+        const char *b;
+        size_t l;
         toks[i] = c->data[i].id;
         probs[i] = (float)(c->data[i].p / total);
-        if (bt_provider_token_text(v->provider, toks[i], &b, &l) != BT_OK) b = "", l = 0;
+        bt_provider_token_text(v->provider, toks[i], &b, &l); /* "" on failure */
         if (l > sizeof labels_buf[i] - 1) l = sizeof labels_buf[i] - 1;
         memcpy(labels_buf[i], b, l);
         labels_buf[i][l] = '\0';
