@@ -1,14 +1,11 @@
-// bench_peer.mjs URL LABEL MODE -- one OpenAI-compatible server (backtrack serve or
-// llama-server), measured the way a chat front-end uses it. Prints Markdown rows.
-//   MODE turns: a 1,500-token conversation (8 runs, each its own conversation): turn 1
-//     sends the history, turn 2 the history, the reply and one new message. Time to first
-//     token of each turn (streaming, median), and the prompt positions the server says it
-//     evaluated in turn 2 (backtrack: prompt_tokens - cached_tokens; llama-server:
-//     timings.prompt_n).
-//   MODE load: 8 clients at once, 48 requests of 64 tokens ($BT_PEER_REQUESTS to change) (completions, streaming off;
-//     llama-server on its native /completion): aggregate completion tokens/s.
-// The same sampling settings are sent to both servers.
-import http from 'node:http';
+// bench_peer.mjs URL LABEL turns -- one OpenAI-compatible server (backtrack serve or
+// llama-server), measured the way a chat front-end uses it. Prints a Markdown row.
+// A 1,500-token conversation (8 runs, each its own conversation): turn 1 sends the
+// history, turn 2 the history, the reply and one new message. Time to first token of each
+// turn (streaming, median), and the prompt positions the server says it evaluated in turn
+// 2 (backtrack: prompt_tokens - cached_tokens; llama-server: timings.prompt_n).
+// The same sampling settings are sent to both servers. (The load half of bench/peer.sh is
+// bench/load_client.c: a client in node costs the 2 cores too much.)
 
 const [url, label, mode] = process.argv.slice(2);
 const SAMPLING = { temperature: 1, top_k: 40, top_p: 0.95, min_p: 0.05 };
@@ -30,36 +27,6 @@ function history(tokens, salt) {
   }
   if (msgs[msgs.length - 1].role !== 'user') msgs.push({ role: 'user', content: 'Go on.' });
   return msgs;
-}
-
-// The load mode's client: node's http module on kept-alive connections, one per client.
-// fetch (undici) spent about 8 ms of CPU per request here, on the same 2 cores as the
-// server: in a run of 48 requests that is 0.4 s taken from the server's decodes, and it
-// lands in them unevenly (when requests end together, as without a strategy, the client
-// works while the server waits for the next batch; when they end one by one, it works
-// while the others decode). This client costs a fraction of that.
-const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-function postLight(body, path) {
-  const data = JSON.stringify(body);
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${url}${path}`, {
-      method: 'POST', agent,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) },
-    }, (res) => {
-      const parts = [];
-      res.on('data', (d) => parts.push(d));
-      res.on('end', () => {
-        const text = Buffer.concat(parts).toString();
-        if (res.statusCode !== 200) return reject(new Error(`${res.statusCode} ${text}`));
-        try { resolve(JSON.parse(text)); } catch (e) { reject(e); } // a cut or non-JSON body: an error
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    // a server that stalls fails the request (counted) instead of hanging the run
-    req.setTimeout(300000, () => req.destroy(new Error('no answer in 300 s')));
-    req.end(data);
-  });
 }
 
 async function post(body, path = '/v1/chat/completions') {
@@ -105,47 +72,22 @@ const median = (a) => {
   return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
 };
 
-if (mode === 'turns') {
-  const t1 = [], t2 = [], evaluated = [], prompt2 = [];
-  for (let run = 0; run < 8; run++) {
-    const msgs = history(1500, run + 1);
-    const a = await streamChat(msgs, run + 1, 16);
-    t1.push(a.ttft);
-    msgs.push({ role: 'assistant', content: a.text });
-    msgs.push({ role: 'user', content: 'And what happened next?' });
-    const b = await streamChat(msgs, run + 100, 16);
-    t2.push(b.ttft);
-    const pt = b.usage?.prompt_tokens ?? NaN;
-    prompt2.push(pt);
-    if (b.timings && b.timings.prompt_n !== undefined) evaluated.push(b.timings.prompt_n);
-    else evaluated.push(pt - (b.usage?.prompt_tokens_details?.cached_tokens ?? 0));
-  }
-  console.log(`| ${label} | ${median(prompt2)} | ${median(t1).toFixed(0)} | ${median(t2).toFixed(0)} | ${median(evaluated)} |`);
-} else {
-  const N = Number(process.env.BT_PEER_REQUESTS || 48), C = 8, T = 64;
-  let next = 0, tokens = 0, errors = 0;
-  // llama-server on its native /completion endpoint (it reports tokens_predicted)
-  const native = label.startsWith('llama-server');
-  async function worker() {
-    while (next < N) {
-      const i = next++;
-      try {
-        const prompt = 'Tell me a long story about the sea.';
-        const j = native
-          ? await postLight({ prompt, seed: i + 1, n_predict: T, ...SAMPLING }, '/completion')
-          : await postLight({ prompt, seed: i + 1, max_tokens: T, ...SAMPLING }, '/v1/completions');
-        tokens += native ? j.tokens_predicted : j.usage.completion_tokens;
-      } catch (e) {
-        // llama-server's output parser refuses some of the random model's noise after the
-        // whole generation ran: those tokens were generated (counted), the answer lost
-        if (/does not match the expected/.test(String(e))) tokens += T;
-        if (!errors++) console.error(`${label}: ${String(e).slice(0, 300)}`);
-      }
-    }
-  }
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: C }, worker));
-  const secs = (performance.now() - t0) / 1000;
-  agent.destroy();
-  console.log(`| ${label} | ${N} | ${C} | ${T} | ${(tokens / secs).toFixed(1)} | ${errors} |`);
+if (mode !== 'turns') {
+  console.error('usage: node bench/bench_peer.mjs URL LABEL turns');
+  process.exit(2);
 }
+const t1 = [], t2 = [], evaluated = [], prompt2 = [];
+for (let run = 0; run < 8; run++) {
+  const msgs = history(1500, run + 1);
+  const a = await streamChat(msgs, run + 1, 16);
+  t1.push(a.ttft);
+  msgs.push({ role: 'assistant', content: a.text });
+  msgs.push({ role: 'user', content: 'And what happened next?' });
+  const b = await streamChat(msgs, run + 100, 16);
+  t2.push(b.ttft);
+  const pt = b.usage?.prompt_tokens ?? NaN;
+  prompt2.push(pt);
+  if (b.timings && b.timings.prompt_n !== undefined) evaluated.push(b.timings.prompt_n);
+  else evaluated.push(pt - (b.usage?.prompt_tokens_details?.cached_tokens ?? 0));
+}
+console.log(`| ${label} | ${median(prompt2)} | ${median(t1).toFixed(0)} | ${median(t2).toFixed(0)} | ${median(evaluated)} |`);

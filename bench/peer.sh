@@ -18,6 +18,7 @@ out=bench/out
 model=$out/bench-100m-q8.gguf
 vocab=.deps/llama.cpp-v0.4.0/src/models/ggml-vocab-llama-bpe.gguf
 slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
+[ -x build/bench/load_client ] || cmake --build build --target load_client >&2
 [ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
 slots=8
 ctx=2048
@@ -64,7 +65,8 @@ echo "\`bench/build-peer.sh\` with the prebuilt CPU kernels backtrack uses."
 echo
 echo '```'
 echo "bash bench/peer.sh"
-echo "node bench/bench_peer.mjs URL LABEL turns|load"
+echo "node bench/bench_peer.mjs URL LABEL turns"
+echo "build/bench/load_client URL LABEL native|openai \$BT_PEER_REQUESTS 8 64"
 echo '```'
 echo
 echo "### Chat turns (1,500-token history; median of 8 conversations)"
@@ -86,8 +88,14 @@ echo "Each round starts each server afresh and runs the load once; the order tur
 echo "server each round (rounds interleave the servers, so a slow spell of the machine hits all"
 echo "of them); ratios are taken within a round, then their median."
 echo
-# load LABEL: one load run on the server at $url; prints its completion tokens/s, errors
-load() { node bench/bench_peer.mjs "$url" "$1" load | awk -F'|' '{gsub(/ /, "", $6); gsub(/ /, "", $7); print $6, $7}'; }
+# load LABEL: one load run on the server at $url (llama-server on its native /completion,
+# which reports tokens_predicted); prints its completion tokens/s, errors
+load() {
+    local api=openai
+    [ "$1" = llama-server ] && api=native
+    build/bench/load_client "$url" "$1" "$api" "$BT_PEER_REQUESTS" 8 64 |
+        awk -F'|' '{gsub(/ /, "", $6); gsub(/ /, "", $7); print $6, $7}'
+}
 declare -A runs errs
 labels=("llama-server" "backtrack serve, no strategy")
 [ -f "$slop" ] && labels+=("backtrack serve, AntiSlop, 50,046 phrases")
