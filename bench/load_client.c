@@ -1,9 +1,22 @@
 /*
  * load_client.c -- the load half of bench/peer.sh: C clients at once on kept-alive
- * connections, N completion requests in all, each asking for T tokens; prints the
- * aggregate completion tokens per second as a Markdown row.
+ * connections, each sending completion requests of T tokens one after the other; prints
+ * the aggregate completion tokens per second as a Markdown row.
  *
- *   load_client URL LABEL native|openai [N [C [T]]]     (defaults: 48 8 64)
+ *   load_client URL LABEL native|openai [N [C [T [SECONDS]]]]   (defaults: 48 8 64 0)
+ *
+ * SECONDS 0: N requests in all; the rate is their tokens over the time until the last
+ * answer. The end of such a run is not "C clients at once": once the N-th request is
+ * handed out, the clients that finish go idle while the others finish theirs. When the
+ * requests end together (no strategy: every request takes T steps) that costs nothing;
+ * when they end one by one (a strategy that rewinds spreads them over a request's
+ * length), the last requests run in ever smaller batches for up to a request's length.
+ *
+ * SECONDS > 0: the steady state. Every client keeps a request in flight for SECONDS (N
+ * is ignored); the rate is the tokens generated inside that window over its length. A
+ * request that straddles the window's end is let finish and counted for the share of
+ * its time inside the window (its tokens times that fraction), so no request is lost or
+ * counted whole when half of it came after. The same for every server measured.
  *
  * native: llama-server's /completion (n_predict, counted from tokens_predicted);
  * openai: /v1/completions (max_tokens, counted from usage.completion_tokens).
@@ -36,8 +49,9 @@
 static char host[256], port[16];
 static const char *label, *path;
 static int native_api, n_req, n_tok;
+static double window_ms; /* > 0: the steady-state window (SECONDS > 0) */
+static struct timespec t_start;
 static atomic_int next_req;
-static atomic_long tokens;
 static atomic_int errors;
 static atomic_int first_error_shown;
 
@@ -156,14 +170,38 @@ static void count_error(const char *what, const char *detail) {
         fprintf(stderr, "%s: %s %.300s\n", label, what, detail ? detail : "");
 }
 
+/* Milliseconds since t_start. */
+static double since_start(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t_start.tv_sec) * 1e3 + (double)(t.tv_nsec - t_start.tv_nsec) / 1e6;
+}
+
+/* What one client thread counted. */
+typedef struct {
+    pthread_t th;
+    long      tokens;   /* completion tokens of all its answers */
+    double    credited; /* window mode: the tokens generated inside the window */
+    int       answers;
+} client_t;
+
+/* The tokens of a request that ran from t0 to t1 (ms) that fall inside the window. */
+static double window_share(long n, double t0, double t1) {
+    if (t1 <= window_ms) return (double)n;
+    if (t0 >= window_ms || t1 <= t0) return 0;
+    return (double)n * (window_ms - t0) / (t1 - t0);
+}
+
 static void *client(void *arg) {
-    (void)arg;
+    client_t *me = arg;
     buf b = {0};
     char body[512], req[1024];
     int fd = -1;
     for (;;) {
+        double t0 = since_start();
+        if (window_ms > 0 && t0 >= window_ms) break;
         int i = atomic_fetch_add(&next_req, 1);
-        if (i >= n_req) break;
+        if (window_ms <= 0 && i >= n_req) break;
         int bn = snprintf(body, sizeof body,
                           "{\"prompt\": \"Tell me a long story about the sea.\", \"seed\": %d, "
                           "\"%s\": %d, \"temperature\": 1, \"top_k\": 40, \"top_p\": 0.95, "
@@ -184,17 +222,22 @@ static void *client(void *arg) {
                 fd = -1;
             }
         }
+        long n = -1;
         if (status == 200) {
-            long n = json_number(ans, native_api ? "\"tokens_predicted\"" : "\"completion_tokens\"");
-            if (n >= 0) atomic_fetch_add(&tokens, n);
-            else count_error("no token count in", ans);
+            n = json_number(ans, native_api ? "\"tokens_predicted\"" : "\"completion_tokens\"");
+            if (n < 0) count_error("no token count in", ans);
         } else if (status > 0) {
-            if (strstr(ans, "does not match the expected")) atomic_fetch_add(&tokens, n_tok);
+            if (strstr(ans, "does not match the expected")) n = n_tok;
             char what[32];
             snprintf(what, sizeof what, "HTTP %d", status);
             count_error(what, ans);
         } else {
             count_error("connection failed", strerror(errno));
+        }
+        if (n >= 0) {
+            me->tokens += n;
+            me->credited += window_share(n, t0, since_start());
+            me->answers++;
         }
     }
     if (fd >= 0) close(fd);
@@ -204,7 +247,7 @@ static void *client(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: load_client URL LABEL native|openai [N [C [T]]]\n");
+        fprintf(stderr, "usage: load_client URL LABEL native|openai [N [C [T [SECONDS]]]]\n");
         return 2;
     }
     const char *url = argv[1];
@@ -213,27 +256,35 @@ int main(int argc, char **argv) {
     n_req = argc > 4 ? atoi(argv[4]) : 48;
     int n_clients = argc > 5 ? atoi(argv[5]) : 8;
     n_tok = argc > 6 ? atoi(argv[6]) : 64;
+    window_ms = argc > 7 ? atof(argv[7]) * 1e3 : 0;
     path = native_api ? "/completion" : "/v1/completions";
     if (strncmp(url, "http://", 7) != 0 ||
         sscanf(url + 7, "%255[^:/]:%15[0-9]", host, port) != 2 || n_req < 1 ||
-        n_clients < 1 || n_clients > 256 || n_tok < 1) {
+        n_clients < 1 || n_clients > 256 || n_tok < 1 || !(window_ms >= 0)) {
         fprintf(stderr, "load_client: bad arguments (URL is http://HOST:PORT)\n");
         return 2;
     }
-    pthread_t th[256];
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    static client_t cl[256];
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
     int started = 0;
     for (; started < n_clients; started++)
-        if (pthread_create(&th[started], NULL, client, NULL) != 0) break;
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (pthread_create(&cl[started].th, NULL, client, &cl[started]) != 0) break;
+    long tokens = 0;
+    double credited = 0;
+    int answers = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(cl[i].th, NULL);
+        tokens += cl[i].tokens;
+        credited += cl[i].credited;
+        answers += cl[i].answers;
+    }
+    double ms = since_start();
     if (started == 0) {
         fprintf(stderr, "load_client: no thread could start\n");
         return 1;
     }
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("| %s | %d | %d | %d | %.1f | %d |\n", label, n_req, n_clients, n_tok,
-           (double)atomic_load(&tokens) / secs, atomic_load(&errors));
+    double rate = window_ms > 0 ? credited / (window_ms / 1e3) : (double)tokens / (ms / 1e3);
+    printf("| %s | %d | %d | %d | %.1f | %d |\n", label, answers, n_clients, n_tok, rate,
+           atomic_load(&errors));
     return 0;
 }

@@ -93,6 +93,10 @@ static inline bool bt__has_bans_here(const bt_strategy *s) {
 void    bt__sampler_redraw_off(bt_sampler *s);
 int64_t bt__sampler_redraw_hits(const bt_sampler *s);
 
+/* How many idle sequences a pool's batcher has decoded a filler token for, to close a
+ * hole between busy ones (providers/llama.c, "Filling holes"), for tests. */
+int64_t bt__llama_pool_filled(bt_llama_pool *pool);
+
 typedef struct bt__logit_patch {
     const int32_t *pos;   /* n_vocab entries, -1 where unpatched    */
     const float   *val;   /* patched logits, in the logits' units    */

@@ -208,6 +208,71 @@ static void test_pool_chunks_and_threads(void) {
     pool_matches_isolation_with(0, 512, 2);
 }
 
+/* ---- Holes between busy members ----
+ * llama.cpp decodes members with non-consecutive ids in separate passes over the weights;
+ * the batcher closes such a hole with a throwaway token on each idle member in it, and
+ * removes it after the decode. Members 0 and 3 generate at once while member 1 holds a
+ * finished generation's cache and member 2 has never been used: both get fillers. Then
+ * member 1 continues its conversation on its cache, and member 2 generates: each gives
+ * what a fresh provider gives, so no filler was left behind in either cache. */
+static void test_pool_fills_holes(void) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.n_ctx = 256;
+    bt_provider *single = bt_llama_provider_init(&lp);
+    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
+    CHECK(single != NULL && pool != NULL);
+    if (!single || !pool) {
+        bt_provider_free(single);
+        bt_llama_pool_free(pool);
+        return;
+    }
+    static job alone[5], pooled[5];
+    static char cont[65536 + 64];
+    /* 0, 3: at once; 1: before them, then 4 (its continuation) after; 2: last */
+    const char *prompts[4] = {PROMPTS[0], PROMPTS[1], PROMPTS[2], PROMPTS[3]};
+    for (int i = 0; i < 4; i++) {
+        alone[i] = (job){.p = single, .prompt = prompts[i], .seed = 200 + (uint64_t)i, .rewind = i == 3};
+        bt_provider_reset(single);
+        run_job(&alone[i]);
+        CHECK_EQ_INT(alone[i].rc, BT_OK);
+    }
+    snprintf(cont, sizeof cont, "%s%s Then", PROMPTS[1], alone[1].out.text);
+    alone[4] = (job){.p = single, .prompt = cont, .seed = 204};
+    bt_provider_reset(single);
+    run_job(&alone[4]);
+    CHECK_EQ_INT(alone[4].rc, BT_OK);
+    bt_provider_free(single);
+
+    pooled[1] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = prompts[1], .seed = 201};
+    run_job(&pooled[1]);
+    CHECK_EQ_INT(bt__llama_pool_filled(pool), 0); /* one member alone: no hole */
+    pthread_t th[2];
+    int busy[2] = {0, 3};
+    for (int k = 0; k < 2; k++) {
+        int i = busy[k];
+        pooled[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = prompts[i],
+                          .seed = 200 + (uint64_t)i, .rewind = i == 3};
+        pthread_create(&th[k], NULL, run_job, &pooled[i]);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    /* most steps had both: two fillers each (members 1 and 2) */
+    CHECK(bt__llama_pool_filled(pool) >= 2 * (TOKENS / 2));
+    pooled[4] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = cont, .seed = 204};
+    run_job(&pooled[4]);
+    pooled[2] = (job){.p = bt_llama_pool_provider(pool, 2), .prompt = prompts[2], .seed = 202};
+    run_job(&pooled[2]);
+    for (int i = 0; i < 5; i++) {
+        CHECK_EQ_INT(pooled[i].rc, BT_OK);
+        CHECK_STR(pooled[i].out.text, alone[i].out.text);
+        CHECK_EQ_INT(pooled[i].st.n_prompt_reevaluated, 0);
+    }
+    /* the continuation ran on member 1's cache: at least its first prompt was kept */
+    CHECK(pooled[4].st.n_prompt_cached >= pooled[1].st.n_prompt);
+    CHECK_EQ_INT(pooled[2].st.n_prompt_cached, 0);
+    bt_llama_pool_free(pool);
+}
+
 /* ---- A forked child (Python's multiprocessing forks by default on Linux) ----
  * The threads a provider made (ggml's workers kept between decodes, a pool's batching
  * thread) stay in the parent. A single provider goes on in the child (ggml starts
@@ -267,6 +332,7 @@ int main(void) {
     RUN(test_pool_window_0);
     RUN(test_logits_stay_owned);
     RUN(test_pool_chunks_and_threads);
+    RUN(test_pool_fills_holes);
     RUN(test_fork_child);
     TEST_MAIN_END();
 }

@@ -74,6 +74,13 @@ typedef struct llama_shared {
     void (*threadpool_free)(struct ggml_threadpool *);
     pid_t           pid;       /* the process that made the threads (the batcher, ggml's
                                   workers): a forked child has none of them */
+    /* filling holes (see fill_holes): whether this model's cache allows it, and the
+     * batcher's plan for one step: fill[r] idle sequences go before reqs[r], each at
+     * fill_pos[id] */
+    bool            can_fill;
+    int32_t        *fill;      /* n_seq */
+    llama_pos      *fill_pos;  /* n_seq */
+    int64_t         n_filled;  /* idle sequences filled in so far (for tests) */
 } llama_shared;
 
 /* One sequence: the provider's context. */
@@ -92,6 +99,8 @@ struct llama_seq {
     bool      active;    /* between its first eval and its reset: the batcher waits for it */
     bool      owns_shared; /* a single provider frees the context with itself; pool
                               members leave that to the pool */
+    bool      stale_filler; /* a filler token the cache would not drop is still there
+                               (under mu): the next begin cuts it away */
     /* a request for the batching thread */
     sem_t     ready;     /* posted by the batcher when the request is done (pools) */
     bool      pending;
@@ -475,9 +484,74 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
     }
 }
 
+/* ---- Filling holes ----
+ *
+ * With a cache per sequence (kv_unified off), llama.cpp splits a batch into ubatches of
+ * sequences with consecutive ids (llama_batch_allocr::split_equal, sequential): the
+ * sequences {0,1,2,4,5,6,7} decode as two ubatches, {0,4,7} as three, and each ubatch
+ * reads all the weights again. Measured on bench-100m-q8 with 2 threads: 7 tokens with a
+ * hole cost 25% more than 8 without one; {0,4,7} as much as 8. That happens whenever
+ * the busy slots are not side by side: a request ends in a middle slot, or a server is
+ * half busy.
+ *
+ * So a step closes a hole of up to FILL_GAP_MAX idle sequences between two busy ones
+ * with one throwaway token each, decoded after the sequence's last cached position and
+ * removed right after the decode: one token costs far less than a second pass over the
+ * weights. Only sequences between two generations are used (their cache is theirs again
+ * once the token is removed), only with room left in their context, only for models
+ * whose cache can drop its last position (not recurrent or hybrid), and only when the
+ * step fits one llama_decode. Everything here runs under sh->mu, which every change to
+ * the cache holds, so the last cached position read here is the one the decode sees. */
+#define FILL_GAP_MAX 3
+
+/* Plan the idle sequences that go between this step's requests (sh->fill, sh->fill_pos);
+ * returns how many. */
+static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
+    int32_t n_tok = 0, n_fill = 0;
+    for (int32_t r = 0; r < n_req; r++) {
+        sh->fill[r] = 0;
+        n_tok += reqs[r]->req_n;
+    }
+    if (!sh->can_fill || n_req < 2) return 0;
+    struct llama_memory_i *mem = llama_get_memory(sh->lctx);
+    for (int32_t r = 1; r < n_req; r++) {
+        int32_t from = reqs[r - 1]->id + 1, to = reqs[r]->id; /* the hole: [from, to) */
+        if (to - from < 1 || to - from > FILL_GAP_MAX) continue;
+        if (n_tok + n_fill + (to - from) > sh->n_batch) break;
+        bool ok = true;
+        for (int32_t id = from; id < to && ok; id++) {
+            llama_seq *q = sh->seqs[id];
+            llama_pos next = llama_memory_seq_pos_max(mem, id) + 1;
+            ok = !q->active && !q->pending && next < sh->n_ctx;
+            sh->fill_pos[id] = next;
+        }
+        if (!ok) continue;
+        sh->fill[r] = to - from;
+        n_fill += to - from;
+    }
+    return n_fill;
+}
+
+/* Remove the throwaway tokens of the plan again. If the cache refuses (it should not, for
+ * the models plan_fill allows), filling stops for good; the token left behind is removed
+ * by that sequence's next begin or reset, which cut its cache at what it keeps. */
+static void unfill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
+    struct llama_memory_i *mem = llama_get_memory(sh->lctx);
+    for (int32_t r = 1; r < n_req; r++)
+        for (int32_t id = reqs[r]->id - sh->fill[r]; id < reqs[r]->id; id++)
+            if (!llama_memory_seq_rm(mem, id, sh->fill_pos[id], -1)) {
+                sh->seqs[id]->stale_filler = true;
+                if (sh->can_fill)
+                    bt__log(BT_LOG_WARN, "llama.cpp could not drop a filler token of "
+                                         "sequence %d; no more holes are filled", id);
+                sh->can_fill = false;
+            }
+}
+
 /* Decode the pending requests of `reqs` (tokens of every sequence in one batch, chunked
- * at n_batch), logits for each request's last token. Sets each req_rc. Caller holds mu
- * when threaded.
+ * at n_batch), logits for each request's last token; `reqs` is in sequence order, and
+ * idle sequences fill the holes between them when plan_fill says so (those take no
+ * logits). Sets each req_rc. Caller holds mu when threaded.
  *
  * Logits are kept (copied to the sequence's ring) here, except, with `defer`, those of
  * the requests that end in the last chunk: their req_out points into llama.cpp's buffer
@@ -487,12 +561,21 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * once: the next chunk's decode overwrites them. */
 static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, bool defer) {
     drop_threadpool_after_fork(sh);
+    int32_t n_fill = sh->fill ? plan_fill(sh, reqs, n_req) : 0;
     int32_t r = 0, k = 0; /* request and token within it, where the next chunk starts */
     while (r < n_req) {
         int32_t m = 0;
         int32_t first_r = r, first_k = k;
         while (r < n_req && m < sh->n_batch) {
             llama_seq *q = reqs[r];
+            if (k == 0 && n_fill > 0) /* plan_fill made room: one chunk holds it all */
+                for (int32_t id = q->id - sh->fill[r]; id < q->id; id++, m++) {
+                    sh->batch.token[m] = 0; /* any token: it is dropped */
+                    sh->batch.pos[m] = sh->fill_pos[id];
+                    sh->batch.n_seq_id[m] = 1;
+                    sh->batch.seq_id[m][0] = id;
+                    sh->batch.logits[m] = false;
+                }
             sh->batch.token[m] = q->req[k];
             sh->batch.pos[m] = q->req_from + k;
             sh->batch.n_seq_id[m] = 1;
@@ -503,14 +586,19 @@ static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, b
         }
         sh->batch.n_tokens = m;
         int rc = llama_decode(sh->lctx, sh->batch);
+        if (n_fill > 0) {
+            unfill(sh, reqs, n_req);
+            sh->n_filled += n_fill;
+        }
         int status = rc == 0 ? BT_OK : rc == 1 ? BT_ERR_CONTEXT_FULL : BT_ERR_PROVIDER;
         if (status != BT_OK)
             bt__fail(status, rc == 1 ? "llama_decode: no room left in the KV cache"
                                      : "llama_decode failed (%d)", rc);
-        /* collect the logits of the requests that ended in this chunk */
+        /* collect the logits of the requests that ended in this chunk (fillers have none) */
         int32_t i = 0, rr = first_r, kk = first_k;
         for (; i < m; i++) {
-            llama_seq *q = reqs[rr];
+            llama_seq *q = reqs[rr]; /* fillers come before a request: rr < n_req */
+            if (sh->batch.seq_id[i][0] != q->id) continue; /* a filler */
             if (kk == q->req_n - 1) {
                 if (status == BT_OK) {
                     const float *out = llama_get_logits_ith(sh->lctx, i);
@@ -536,9 +624,9 @@ static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, b
             for (; r < n_req; r++) reqs[r]->req_rc = status;
             return;
         }
+        n_fill = 0;
     }
 }
-
 
 /* How long the batcher waits for the stragglers of a step after the latest request. */
 #define BATCH_WAIT_NS 2000000L
@@ -753,6 +841,7 @@ static void lp_reset(void *ctx) {
     llama_shared *sh = q->sh;
     lock(sh);
     llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1); /* whole: never fails */
+    q->stale_filler = false;
     /* a pool's batcher may be waiting for this one (a single provider has no batcher,
      * and its condition variables were never initialised) */
     if (sh->threaded) set_active(q, false);
@@ -778,11 +867,13 @@ static int32_t lp_begin(void *ctx, int32_t keep) {
     if (keep < 0 || keep > q->n_held)
         return bt__fail(BT_ERR_INVALID_ARG, "begin: keep %d of %d positions", keep, q->n_held);
     lock(sh);
-    if (keep < q->n_held && !llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, keep, -1)) {
+    if ((keep < q->n_held || q->stale_filler) &&
+        !llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, keep, -1)) {
         /* a cache that cannot be cut there (recurrent models): start cold */
         llama_memory_seq_rm(llama_get_memory(sh->lctx), q->id, -1, -1);
         keep = 0;
     }
+    q->stale_filler = false;
     unlock(sh);
     for (int32_t i = 0; i < q->window; i++)
         if (q->ring_pos[i] >= keep) q->ring_pos[i] = -1;
@@ -881,6 +972,8 @@ static void shared_free(llama_shared *sh) {
         for (int32_t i = 0; i < sh->n_seq; i++) seq_free(sh->seqs[i]);
     free(sh->seqs);
     free(sh->reqs);
+    free(sh->fill);
+    free(sh->fill_pos);
     if (sh->batch.token) llama_batch_free(sh->batch);
     if (sh->lctx) llama_free(sh->lctx);
     if (sh->threadpool) sh->threadpool_free(sh->threadpool);
@@ -1089,6 +1182,13 @@ struct bt_llama_pool {
     bt_provider **members;
 };
 
+int64_t bt__llama_pool_filled(bt_llama_pool *pool) {
+    pthread_mutex_lock(&pool->sh->mu);
+    int64_t n = pool->sh->n_filled;
+    pthread_mutex_unlock(&pool->sh->mu);
+    return n;
+}
+
 bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
     if (n < 1 || n > 256) {
         bt__fail(BT_ERR_INVALID_ARG, "a pool holds 1 to 256 sequences");
@@ -1106,7 +1206,11 @@ bt_llama_pool *bt_llama_pool_init(const bt_llama_params *params, int32_t n) {
     llama_shared *sh = pool->sh;
     pool->members = calloc((size_t)n, sizeof *pool->members);
     sh->reqs = malloc((size_t)n * sizeof *sh->reqs);
-    if (!pool->members || !sh->reqs) goto nomem;
+    sh->fill = malloc((size_t)n * sizeof *sh->fill);
+    sh->fill_pos = malloc((size_t)n * sizeof *sh->fill_pos);
+    if (!pool->members || !sh->reqs || !sh->fill || !sh->fill_pos) goto nomem;
+    /* a recurrent state cannot drop its last position: no fillers there (plan_fill) */
+    sh->can_fill = !llama_model_is_recurrent(sh->model) && !llama_model_is_hybrid(sh->model);
     for (int32_t i = 0; i < n; i++)
         if (!(pool->members[i] = bt_provider_init(&llama_iface, sh->seqs[i]))) goto nomem;
     for (int32_t i = 0; i < n; i++) logits_prefault(sh->seqs[i]->ring, sh->seqs[i]->logits_bytes);
