@@ -8,7 +8,9 @@
 #   - aggregate completion tokens/s, 8 clients, --parallel 8: no strategy, and (backtrack)
 #     AntiSlop with the 50,046-phrase list on every request.
 # Settings: BT_PEER_ROUNDS (3 rounds of fresh servers, interleaved; medians reported),
-# BT_PEER_REQUESTS (48 requests a load run), BT_PEER_THREADS (all CPUs, both servers).
+# BT_PEER_SECONDS (8: each load run is the steady state of 8 clients for that long; 0: a
+# fixed BT_PEER_REQUESTS, 48, and the time until the last answer), BT_PEER_THREADS (all
+# CPUs, both servers).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -66,7 +68,7 @@ echo
 echo '```'
 echo "bash bench/peer.sh"
 echo "node bench/bench_peer.mjs URL LABEL turns"
-echo "build/bench/load_client URL LABEL native|openai \$BT_PEER_REQUESTS 8 64"
+echo "build/bench/load_client URL LABEL native|openai \$BT_PEER_REQUESTS 8 64 \$BT_PEER_SECONDS"
 echo '```'
 echo
 echo "### Chat turns (1,500-token history; median of 8 conversations)"
@@ -81,8 +83,16 @@ node bench/bench_peer.mjs "$url" "backtrack serve" turns
 cleanup
 echo
 rounds=${BT_PEER_ROUNDS:-3}
-export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48}
-echo "### Aggregate throughput (8 clients, $BT_PEER_REQUESTS completion requests of 64 tokens; median of $rounds rounds)"
+export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48} BT_PEER_SECONDS=${BT_PEER_SECONDS:-8}
+if [ "$BT_PEER_SECONDS" != 0 ]; then
+    echo "### Aggregate throughput (8 clients, each with a request of 64 tokens always in flight, over $BT_PEER_SECONDS s; median of $rounds rounds)"
+    echo
+    echo "The steady state: a request that straddles the end of the window counts for its share"
+    echo "inside it (\`bench/load_client.c\`). \`BT_PEER_SECONDS=0\` runs $BT_PEER_REQUESTS requests instead,"
+    echo "timed to the last answer: then the last requests run in ever smaller batches."
+else
+    echo "### Aggregate throughput (8 clients, $BT_PEER_REQUESTS completion requests of 64 tokens; median of $rounds rounds)"
+fi
 echo
 echo "Each round starts each server afresh and runs the load once; the order turns by one"
 echo "server each round (rounds interleave the servers, so a slow spell of the machine hits all"
@@ -93,7 +103,7 @@ echo
 load() {
     local api=openai
     [ "$1" = llama-server ] && api=native
-    build/bench/load_client "$url" "$1" "$api" "$BT_PEER_REQUESTS" 8 64 |
+    build/bench/load_client "$url" "$1" "$api" "$BT_PEER_REQUESTS" 8 64 "$BT_PEER_SECONDS" |
         awk -F'|' '{gsub(/ /, "", $6); gsub(/ /, "", $7); print $6, $7}'
 }
 declare -A runs errs
