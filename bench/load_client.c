@@ -16,7 +16,10 @@
  * is ignored); the rate is the tokens generated inside that window over its length. A
  * request that straddles the window's end is let finish and counted for the share of
  * its time inside the window (its tokens times that fraction), so no request is lost or
- * counted whole when half of it came after. The same for every server measured.
+ * counted whole when half of it came after. Until the last of those has finished, the
+ * clients that are done go on sending requests that count for nothing: the straddling
+ * ones finish in full batches, at the pace they had inside the window, so the share by
+ * time is a share of their tokens. The same for every server measured.
  *
  * native: llama-server's /completion (n_predict, counted from tokens_predicted);
  * openai: /v1/completions (max_tokens, counted from usage.completion_tokens).
@@ -50,6 +53,7 @@ static char host[256], port[16];
 static const char *label, *path;
 static int native_api, n_req, n_tok;
 static double window_ms; /* > 0: the steady-state window (SECONDS > 0) */
+static atomic_int in_window; /* clients whose last request inside the window is unfinished */
 static struct timespec t_start;
 static atomic_int next_req;
 static atomic_int errors;
@@ -109,15 +113,17 @@ static int read_more(int fd, buf *b) {
 }
 
 /* One request and its whole answer (Content-Length or chunked). Returns the HTTP status,
- * -1 if the connection failed; *body and *body_n point into b. */
+ * -2 if the connection was closed before any answer (a kept-alive connection the server
+ * had closed: the request can be sent again), -1 if it failed otherwise; *body and
+ * *body_n point into b. */
 static int exchange(int fd, const char *req, size_t req_n, buf *b, const char **body,
                     size_t *body_n) {
     b->n = 0;
     if (b->p) b->p[0] = '\0'; /* the last answer's text is gone */
-    if (write_all(fd, req, req_n) != 0) return -1;
+    if (write_all(fd, req, req_n) != 0) return -2;
     char *hend;
     while (!b->p || !(hend = strstr(b->p, "\r\n\r\n")))
-        if (read_more(fd, b) != 0) return -1;
+        if (read_more(fd, b) != 0) return b->n == 0 && errno != EAGAIN ? -2 : -1;
     int status = 0;
     if (sscanf(b->p, "HTTP/1.%*d %d", &status) != 1) return -1;
     size_t hlen = (size_t)(hend + 4 - b->p);
@@ -197,9 +203,10 @@ static void *client(void *arg) {
     buf b = {0};
     char body[512], req[1024];
     int fd = -1;
+    bool done_window = false; /* this client's last request inside the window finished */
     for (;;) {
         double t0 = since_start();
-        if (window_ms > 0 && t0 >= window_ms) break;
+        if (window_ms > 0 && done_window && atomic_load(&in_window) == 0) break;
         int i = atomic_fetch_add(&next_req, 1);
         if (window_ms <= 0 && i >= n_req) break;
         int bn = snprintf(body, sizeof body,
@@ -213,11 +220,16 @@ static void *client(void *arg) {
                           path, host, port, bn, body);
         const char *ans = NULL;
         size_t ans_n = 0;
-        int status = -1;
-        for (int attempt = 0; attempt < 2 && status < 0; attempt++) {
-            if (fd < 0 && (fd = connect_to()) < 0) break;
+        int status = -2, err = 0;
+        for (int attempt = 0; attempt < 2 && status == -2; attempt++) {
+            if (fd < 0 && (fd = connect_to()) < 0) {
+                err = errno;
+                status = -1;
+                break;
+            }
             status = exchange(fd, req, (size_t)rn, &b, &ans, &ans_n);
-            if (status < 0) { /* a kept-alive connection the server closed: once more */
+            if (status < 0) { /* -2: a kept-alive connection the server closed: once more */
+                err = errno;
                 close(fd);
                 fd = -1;
             }
@@ -232,12 +244,17 @@ static void *client(void *arg) {
             snprintf(what, sizeof what, "HTTP %d", status);
             count_error(what, ans);
         } else {
-            count_error("connection failed", strerror(errno));
+            count_error("connection failed", strerror(err));
         }
+        double t1 = since_start();
         if (n >= 0) {
             me->tokens += n;
-            me->credited += window_share(n, t0, since_start());
+            me->credited += window_share(n, t0, t1);
             me->answers++;
+        }
+        if (window_ms > 0 && !done_window && t1 >= window_ms) {
+            done_window = true;
+            atomic_fetch_sub(&in_window, 1);
         }
     }
     if (fd >= 0) close(fd);
@@ -256,7 +273,9 @@ int main(int argc, char **argv) {
     n_req = argc > 4 ? atoi(argv[4]) : 48;
     int n_clients = argc > 5 ? atoi(argv[5]) : 8;
     n_tok = argc > 6 ? atoi(argv[6]) : 64;
-    window_ms = argc > 7 ? atof(argv[7]) * 1e3 : 0;
+    char *end = NULL;
+    window_ms = argc > 7 ? strtod(argv[7], &end) * 1e3 : 0;
+    if (end && (end == argv[7] || *end)) window_ms = -1; /* not a number: refused below */
     path = native_api ? "/completion" : "/v1/completions";
     if (strncmp(url, "http://", 7) != 0 ||
         sscanf(url + 7, "%255[^:/]:%15[0-9]", host, port) != 2 || n_req < 1 ||
@@ -265,10 +284,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     static client_t cl[256];
+    atomic_store(&in_window, n_clients);
     clock_gettime(CLOCK_MONOTONIC, &t_start);
     int started = 0;
     for (; started < n_clients; started++)
         if (pthread_create(&cl[started].th, NULL, client, &cl[started]) != 0) break;
+    atomic_fetch_sub(&in_window, n_clients - started); /* those never ran */
     long tokens = 0;
     double credited = 0;
     int answers = 0;
@@ -284,7 +305,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     double rate = window_ms > 0 ? credited / (window_ms / 1e3) : (double)tokens / (ms / 1e3);
-    printf("| %s | %d | %d | %d | %.1f | %d |\n", label, answers, n_clients, n_tok, rate,
+    printf("| %s | %d | %d | %d | %.1f | %d |\n", label, answers, started, n_tok, rate,
            atomic_load(&errors));
     return 0;
 }

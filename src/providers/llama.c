@@ -74,7 +74,7 @@ typedef struct llama_shared {
     void (*threadpool_free)(struct ggml_threadpool *);
     pid_t           pid;       /* the process that made the threads (the batcher, ggml's
                                   workers): a forked child has none of them */
-    /* filling holes (see fill_holes): whether this model's cache allows it, and the
+    /* filling holes (see plan_fill): whether this model's cache allows it, and the
      * batcher's plan for one step: fill[r] idle sequences go before reqs[r], each at
      * fill_pos[id] */
     bool            can_fill;
@@ -499,30 +499,41 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * removed right after the decode: one token costs far less than a second pass over the
  * weights. Only sequences between two generations are used (their cache is theirs again
  * once the token is removed), only with room left in their context, only for models
- * whose cache can drop its last position (not recurrent or hybrid), and only when the
- * step fits one llama_decode. Everything here runs under sh->mu, which every change to
+ * whose cache can drop its last position (not recurrent or hybrid), only when the step
+ * fits one llama_decode, and only for caches no longer than the requests' (see
+ * plan_fill). Sequences in the middle of a generation that missed the step are left
+ * alone: they are about to decode themselves. Everything here runs under sh->mu, which every change to
  * the cache holds, so the last cached position read here is the one the decode sees. */
 #define FILL_GAP_MAX 3
 
+/* llama.cpp's attention in a ubatch spans, for every sequence in it, the longest cache of
+ * them all, rounded up to 256 cells (llama_kv_cache::get_n_kv). */
+#define KV_SPAN(n) ((((int64_t)(n) + 255) / 256) * 256)
+
 /* Plan the idle sequences that go between this step's requests (sh->fill, sh->fill_pos);
- * returns how many. */
+ * returns how many. An idle sequence whose cache is longer than every request's (a
+ * finished 1,500-token conversation kept for reuse, between two short generations) is
+ * left out: it would stretch everyone's attention to its length, at every step. */
 static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
     int32_t n_tok = 0, n_fill = 0;
+    int64_t span = 0;
     for (int32_t r = 0; r < n_req; r++) {
         sh->fill[r] = 0;
         n_tok += reqs[r]->req_n;
+        int64_t e = KV_SPAN(reqs[r]->req_from + reqs[r]->req_n);
+        if (e > span) span = e;
     }
     if (!sh->can_fill || n_req < 2) return 0;
     struct llama_memory_i *mem = llama_get_memory(sh->lctx);
     for (int32_t r = 1; r < n_req; r++) {
         int32_t from = reqs[r - 1]->id + 1, to = reqs[r]->id; /* the hole: [from, to) */
         if (to - from < 1 || to - from > FILL_GAP_MAX) continue;
-        if (n_tok + n_fill + (to - from) > sh->n_batch) break;
+        if (n_tok + n_fill + (to - from) > sh->n_batch) continue;
         bool ok = true;
         for (int32_t id = from; id < to && ok; id++) {
             llama_seq *q = sh->seqs[id];
             llama_pos next = llama_memory_seq_pos_max(mem, id) + 1;
-            ok = !q->active && !q->pending && next < sh->n_ctx;
+            ok = !q->active && !q->pending && next < sh->n_ctx && KV_SPAN(next + 1) <= span;
             sh->fill_pos[id] = next;
         }
         if (!ok) continue;
@@ -588,7 +599,7 @@ static void decode_requests(llama_shared *sh, llama_seq **reqs, int32_t n_req, b
         int rc = llama_decode(sh->lctx, sh->batch);
         if (n_fill > 0) {
             unfill(sh, reqs, n_req);
-            sh->n_filled += n_fill;
+            if (rc == 0) sh->n_filled += n_fill;
         }
         int status = rc == 0 ? BT_OK : rc == 1 ? BT_ERR_CONTEXT_FULL : BT_ERR_PROVIDER;
         if (status != BT_OK)
