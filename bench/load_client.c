@@ -37,6 +37,7 @@
  */
 #define _GNU_SOURCE /* strcasestr */
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -96,7 +97,8 @@ typedef struct {
     size_t n, cap;
 } buf;
 
-/* Read more into b (at least one byte); -1 on close, error or timeout. */
+/* Read more into b (at least one byte); -2 if the server closed the connection, -1 on an
+ * error or the timeout. */
 static int read_more(int fd, buf *b) {
     if (b->cap - b->n < 4096) {
         size_t cap = b->cap ? b->cap * 2 : 65536;
@@ -106,7 +108,11 @@ static int read_more(int fd, buf *b) {
     }
     ssize_t r;
     while ((r = recv(fd, b->p + b->n, b->cap - b->n, 0)) < 0 && errno == EINTR) {}
-    if (r <= 0) return -1;
+    if (r == 0) {
+        errno = ECONNRESET; /* for the message, if it comes to one */
+        return -2;
+    }
+    if (r < 0) return -1;
     b->n += (size_t)r;
     b->p[b->n] = '\0';
     return 0;
@@ -122,8 +128,9 @@ static int exchange(int fd, const char *req, size_t req_n, buf *b, const char **
     if (b->p) b->p[0] = '\0'; /* the last answer's text is gone */
     if (write_all(fd, req, req_n) != 0) return -2;
     char *hend;
+    int rc;
     while (!b->p || !(hend = strstr(b->p, "\r\n\r\n")))
-        if (read_more(fd, b) != 0) return b->n == 0 && errno != EAGAIN ? -2 : -1;
+        if ((rc = read_more(fd, b)) != 0) return rc == -2 && b->n == 0 ? -2 : -1;
     int status = 0;
     if (sscanf(b->p, "HTTP/1.%*d %d", &status) != 1) return -1;
     size_t hlen = (size_t)(hend + 4 - b->p);
@@ -222,6 +229,7 @@ static void *client(void *arg) {
         size_t ans_n = 0;
         int status = -2, err = 0;
         for (int attempt = 0; attempt < 2 && status == -2; attempt++) {
+            errno = 0;
             if (fd < 0 && (fd = connect_to()) < 0) {
                 err = errno;
                 status = -1;
@@ -244,9 +252,11 @@ static void *client(void *arg) {
             snprintf(what, sizeof what, "HTTP %d", status);
             count_error(what, ans);
         } else {
-            count_error("connection failed", strerror(err));
+            count_error("connection failed", err ? strerror(err) : "(no answer)");
         }
         double t1 = since_start();
+        /* after the window, a request that fails at once must not spin on the server's CPUs */
+        if (n < 0 && done_window) nanosleep(&(struct timespec){0, 10000000L}, NULL);
         if (n >= 0) {
             me->tokens += n;
             me->credited += window_share(n, t0, t1);
@@ -275,7 +285,7 @@ int main(int argc, char **argv) {
     n_tok = argc > 6 ? atoi(argv[6]) : 64;
     char *end = NULL;
     window_ms = argc > 7 ? strtod(argv[7], &end) * 1e3 : 0;
-    if (end && (end == argv[7] || *end)) window_ms = -1; /* not a number: refused below */
+    if (end && (end == argv[7] || *end || !isfinite(window_ms))) window_ms = -1; /* refused below */
     path = native_api ? "/completion" : "/v1/completions";
     if (strncmp(url, "http://", 7) != 0 ||
         sscanf(url + 7, "%255[^:/]:%15[0-9]", host, port) != 2 || n_req < 1 ||

@@ -20,7 +20,9 @@ out=bench/out
 model=$out/bench-100m-q8.gguf
 vocab=.deps/llama.cpp-v0.4.0/src/models/ggml-vocab-llama-bpe.gguf
 slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
-cmake --build build --target load_client >&2   # a no-op when it is up to date
+export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48} BT_PEER_SECONDS=${BT_PEER_SECONDS:-8}
+[[ $BT_PEER_SECONDS =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "BT_PEER_SECONDS: a number of seconds" >&2; exit 2; }
+cmake --build build --target backtrack load_client >&2   # no-ops when up to date
 [ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
 slots=8
 ctx=2048
@@ -83,9 +85,7 @@ node bench/bench_peer.mjs "$url" "backtrack serve" turns
 cleanup
 echo
 rounds=${BT_PEER_ROUNDS:-3}
-export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48} BT_PEER_SECONDS=${BT_PEER_SECONDS:-8}
-[[ $BT_PEER_SECONDS =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "BT_PEER_SECONDS: a number of seconds" >&2; exit 2; }
-if [ "$BT_PEER_SECONDS" != 0 ]; then
+if awk "BEGIN { exit !($BT_PEER_SECONDS > 0) }"; then
     echo "### Aggregate throughput (8 clients, each with a request of 64 tokens always in flight, over $BT_PEER_SECONDS s; median of $rounds rounds)"
     echo
     echo "The steady state: a request that straddles the end of the window counts for its share"

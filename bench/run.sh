@@ -184,6 +184,21 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: |"
 } >>"$md"
 [ -f "$out/bench-100m-q8.gguf" ] || $B/make_model "$vocab" "$out/bench-100m-q8.gguf" 100m q8_0
 e2e $B/bench_reuse "$out/bench-100m-q8.gguf" 1100 32 "$cpus"
+{
+echo
+echo "## 6b. A hole between busy sequences (the server's batching)"
+echo
+echo "One step of 1 token per busy sequence on a context set up as the server's pool (8"
+echo "sequences, a cache each): llama.cpp makes one pass over the weights per run of"
+echo "consecutive sequence ids; the pool fills a hole of up to 3 idle sequences with a token"
+echo "each, removed after the decode."
+echo
+echo '```'
+echo "$B/bench_holes $out/bench-100m-q8.gguf $cpus"
+echo '```'
+echo
+} >>"$md"
+$B/bench_holes "$out/bench-100m-q8.gguf" "$cpus" | tee -a "$md"
 if [ "${BT_BENCH_PEER:-0}" = 1 ]; then
     {
     echo

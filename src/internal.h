@@ -94,8 +94,9 @@ void    bt__sampler_redraw_off(bt_sampler *s);
 int64_t bt__sampler_redraw_hits(const bt_sampler *s);
 
 /* How many idle sequences a pool's batcher has decoded a filler token for, to close a
- * hole between busy ones (providers/llama.c, "Filling holes"), for tests. */
-int64_t bt__llama_pool_filled(bt_llama_pool *pool);
+ * hole between busy ones (providers/llama.c, "Filling holes"), and (skipped, may be NULL)
+ * how many small holes it left open, for tests. */
+int64_t bt__llama_pool_filled(bt_llama_pool *pool, int64_t *skipped);
 
 typedef struct bt__logit_patch {
     const int32_t *pos;   /* n_vocab entries, -1 where unpatched    */

@@ -81,6 +81,7 @@ typedef struct llama_shared {
     int32_t        *fill;      /* n_seq */
     llama_pos      *fill_pos;  /* n_seq */
     int64_t         n_filled;  /* idle sequences filled in so far (for tests) */
+    int64_t         n_fill_skipped; /* holes of up to FILL_GAP_MAX left open (for tests) */
 } llama_shared;
 
 /* One sequence: the provider's context. */
@@ -501,8 +502,8 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * once the token is removed), only with room left in their context, only for models
  * whose cache can drop its last position (not recurrent or hybrid), only when the step
  * fits one llama_decode, and only for caches no longer than the requests' (see
- * plan_fill). Sequences in the middle of a generation that missed the step are left
- * alone: they are about to decode themselves. Everything here runs under sh->mu, which every change to
+ * plan_fill). Sequences in the middle of a generation that missed the step are
+ * left alone: they are about to decode themselves. Everything here runs under sh->mu, which every change to
  * the cache holds, so the last cached position read here is the one the decode sees. */
 #define FILL_GAP_MAX 3
 
@@ -510,35 +511,50 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * them all, rounded up to 256 cells (llama_kv_cache::get_n_kv). */
 #define KV_SPAN(n) ((((int64_t)(n) + 255) / 256) * 256)
 
+/* The span of request r in the step's first ubatch, which holds one token of each. */
+static int64_t req_span(llama_seq **reqs, int32_t r) {
+    return KV_SPAN(reqs[r]->req_from + 1);
+}
+
 /* Plan the idle sequences that go between this step's requests (sh->fill, sh->fill_pos);
- * returns how many. An idle sequence whose cache is longer than every request's (a
- * finished 1,500-token conversation kept for reuse, between two short generations) is
- * left out: it would stretch everyone's attention to its length, at every step. */
+ * returns how many. A hole is filled only where that stretches no sequence's attention:
+ * the runs of busy sequences on both sides span as many cells, and no idle sequence in it
+ * spans more (a finished 1,500-token conversation kept for reuse, between two short
+ * generations, would make every step of theirs attend over 1,536 cells instead of 256). */
 static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
     int32_t n_tok = 0, n_fill = 0;
-    int64_t span = 0;
     for (int32_t r = 0; r < n_req; r++) {
         sh->fill[r] = 0;
         n_tok += reqs[r]->req_n;
-        int64_t e = KV_SPAN(reqs[r]->req_from + reqs[r]->req_n);
-        if (e > span) span = e;
     }
     if (!sh->can_fill || n_req < 2) return 0;
     struct llama_memory_i *mem = llama_get_memory(sh->lctx);
+    int64_t left = req_span(reqs, 0); /* the run of busy sequences left of the hole */
     for (int32_t r = 1; r < n_req; r++) {
         int32_t from = reqs[r - 1]->id + 1, to = reqs[r]->id; /* the hole: [from, to) */
-        if (to - from < 1 || to - from > FILL_GAP_MAX) continue;
-        if (n_tok + n_fill + (to - from) > sh->n_batch) continue;
-        bool ok = true;
+        int64_t here = req_span(reqs, r);
+        if (to == from) { /* no hole: the run goes on */
+            if (here > left) left = here;
+            continue;
+        }
+        int64_t right = here; /* the run right of the hole */
+        for (int32_t j = r + 1; j < n_req && reqs[j]->id == reqs[j - 1]->id + 1; j++)
+            if (req_span(reqs, j) > right) right = req_span(reqs, j);
+        bool ok = to - from <= FILL_GAP_MAX && left == right &&
+                  n_tok + n_fill + (to - from) <= sh->n_batch;
         for (int32_t id = from; id < to && ok; id++) {
             llama_seq *q = sh->seqs[id];
             llama_pos next = llama_memory_seq_pos_max(mem, id) + 1;
-            ok = !q->active && !q->pending && next < sh->n_ctx && KV_SPAN(next + 1) <= span;
+            ok = !q->active && !q->pending && next < sh->n_ctx && KV_SPAN(next + 1) <= left;
             sh->fill_pos[id] = next;
         }
-        if (!ok) continue;
-        sh->fill[r] = to - from;
-        n_fill += to - from;
+        if (ok) { /* one run now, as wide as both */
+            sh->fill[r] = to - from;
+            n_fill += to - from;
+        } else {
+            if (to - from <= FILL_GAP_MAX) sh->n_fill_skipped++;
+            left = here;
+        }
     }
     return n_fill;
 }
@@ -1193,9 +1209,10 @@ struct bt_llama_pool {
     bt_provider **members;
 };
 
-int64_t bt__llama_pool_filled(bt_llama_pool *pool) {
+int64_t bt__llama_pool_filled(bt_llama_pool *pool, int64_t *skipped) {
     pthread_mutex_lock(&pool->sh->mu);
     int64_t n = pool->sh->n_filled;
+    if (skipped) *skipped = pool->sh->n_fill_skipped;
     pthread_mutex_unlock(&pool->sh->mu);
     return n;
 }
