@@ -14,6 +14,7 @@
  */
 #include "backtrack.h"
 #include "bench_common.h"
+#include "ggml-backend.h"
 #include "llama.h"
 
 #include <stdio.h>
@@ -108,6 +109,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_holes: cannot load %s\n", path);
         return 1;
     }
+    /* ggml's workers kept between decodes, as the pool keeps them (without, ggml starts
+     * them for every ubatch, which would add to the cost of each extra pass) */
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    ggml_backend_reg_t reg = cpu ? ggml_backend_dev_backend_reg(cpu) : NULL;
+    struct ggml_threadpool *(*tp_new)(struct ggml_threadpool_params *) =
+        reg ? (struct ggml_threadpool *(*)(struct ggml_threadpool_params *))
+                  ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new")
+            : NULL;
+    struct ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+    tpp.poll = 0;
+    struct ggml_threadpool *tp = tp_new && threads > 1 ? tp_new(&tpp) : NULL;
+    if (tp) llama_attach_threadpool(ctx, tp, NULL);
     struct llama_batch b = llama_batch_init(512, 0, 1);
     for (int id = 0; id < N_SEQ; id++) { /* each sequence holds HELD positions */
         b.n_tokens = HELD;
@@ -125,6 +138,10 @@ int main(int argc, char **argv) {
         next_pos[id] = HELD;
     }
     double *t = malloc((size_t)N_SHAPES * (size_t)rounds * sizeof *t);
+    if (!t) {
+        fprintf(stderr, "bench_holes: out of memory\n");
+        return 1;
+    }
     for (int s = 0; s < N_SHAPES; s++) step(ctx, &b, &SHAPES[s]); /* warm-up */
     for (int r = 0; r < rounds; r++)
         for (int s = 0; s < N_SHAPES; s++)
@@ -142,6 +159,11 @@ int main(int argc, char **argv) {
     free(t);
     llama_batch_free(b);
     llama_free(ctx);
+    if (tp) {
+        void (*tp_free)(struct ggml_threadpool *) = (void (*)(struct ggml_threadpool *))
+            ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free");
+        if (tp_free) tp_free(tp);
+    }
     llama_model_free(model);
     return 0;
 }

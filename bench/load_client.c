@@ -108,7 +108,7 @@ static int read_more(int fd, buf *b) {
     }
     ssize_t r;
     while ((r = recv(fd, b->p + b->n, b->cap - b->n, 0)) < 0 && errno == EINTR) {}
-    if (r == 0) {
+    if (r == 0 || (r < 0 && errno == ECONNRESET)) { /* closed, or reset, by the server */
         errno = ECONNRESET; /* for the message, if it comes to one */
         return -2;
     }
@@ -132,6 +132,7 @@ static int exchange(int fd, const char *req, size_t req_n, buf *b, const char **
     while (!b->p || !(hend = strstr(b->p, "\r\n\r\n")))
         if ((rc = read_more(fd, b)) != 0) return rc == -2 && b->n == 0 ? -2 : -1;
     int status = 0;
+    errno = EPROTO; /* the answer itself is wrong, from here on */
     if (sscanf(b->p, "HTTP/1.%*d %d", &status) != 1) return -1;
     size_t hlen = (size_t)(hend + 4 - b->p);
     *hend = '\0'; /* the headers as one string, for the searches below */

@@ -22,7 +22,7 @@ vocab=.deps/llama.cpp-v0.4.0/src/models/ggml-vocab-llama-bpe.gguf
 slop=../shared/slop/slop_phrase_prob_adjustments_full_list.json
 export BT_PEER_REQUESTS=${BT_PEER_REQUESTS:-48} BT_PEER_SECONDS=${BT_PEER_SECONDS:-8}
 [[ $BT_PEER_SECONDS =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "BT_PEER_SECONDS: a number of seconds" >&2; exit 2; }
-cmake --build build --target backtrack load_client >&2   # no-ops when up to date
+cmake --build build --target backtrack_cli load_client >&2   # no-ops when up to date
 [ -f "$model" ] || build/bench/make_model "$vocab" "$model" 100m q8_0 >&2
 slots=8
 ctx=2048

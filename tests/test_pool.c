@@ -308,6 +308,38 @@ static void test_pool_skips_long_idle(void) {
     bt_llama_pool_free(pool);
 }
 
+/* Nor is a hole between runs of busy members whose caches span different numbers of
+ * cells: one ubatch attends over the widest cache in it, so merging would stretch the
+ * shorter run. Member 0 generates after a prompt of more than 256 tokens (512 cells),
+ * member 2 after a short one (256); member 1, never used, lies between them. */
+static void test_pool_skips_unequal_runs(void) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.n_ctx = 512;
+    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
+    CHECK(pool != NULL);
+    if (!pool) return;
+    static char longp[4096];
+    longp[0] = '\0';
+    for (int i = 0; i < 30; i++) strcat(longp, "Once upon a time there was a cat. ");
+    static job j[3];
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        int i = 2 * k;
+        j[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = i == 0 ? longp : PROMPTS[2],
+                     .seed = 3};
+        pthread_create(&th[k], NULL, run_job, &j[i]);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    CHECK_EQ_INT(j[0].rc, BT_OK);
+    CHECK_EQ_INT(j[2].rc, BT_OK);
+    CHECK(j[0].st.n_prompt > 256);
+    int64_t skipped = 0;
+    CHECK_EQ_INT(bt__llama_pool_filled(pool, &skipped), 0);
+    CHECK(skipped > 0); /* they did decode together, around the hole */
+    bt_llama_pool_free(pool);
+}
+
 /* ---- A forked child (Python's multiprocessing forks by default on Linux) ----
  * The threads a provider made (ggml's workers kept between decodes, a pool's batching
  * thread) stay in the parent. A single provider goes on in the child (ggml starts
@@ -369,6 +401,7 @@ int main(void) {
     RUN(test_pool_chunks_and_threads);
     RUN(test_pool_fills_holes);
     RUN(test_pool_skips_long_idle);
+    RUN(test_pool_skips_unequal_runs);
     RUN(test_fork_child);
     TEST_MAIN_END();
 }

@@ -501,10 +501,11 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * weights. Only sequences between two generations are used (their cache is theirs again
  * once the token is removed), only with room left in their context, only for models
  * whose cache can drop its last position (not recurrent or hybrid), only when the step
- * fits one llama_decode, and only for caches no longer than the requests' (see
- * plan_fill). Sequences in the middle of a generation that missed the step are
- * left alone: they are about to decode themselves. Everything here runs under sh->mu, which every change to
- * the cache holds, so the last cached position read here is the one the decode sees. */
+ * holds one token per request, and only where no sequence's attention grows (see
+ * plan_fill). Sequences in the middle of a generation that missed the step are left
+ * alone: they are about to decode themselves. Everything here runs under sh->mu, which
+ * every change to the cache holds, so the last cached position read here is the one the
+ * decode sees. */
 #define FILL_GAP_MAX 3
 
 /* llama.cpp's attention in a ubatch spans, for every sequence in it, the longest cache of
@@ -523,11 +524,16 @@ static int64_t req_span(llama_seq **reqs, int32_t r) {
  * generations, would make every step of theirs attend over 1,536 cells instead of 256). */
 static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
     int32_t n_tok = 0, n_fill = 0;
+    bool single = true; /* every request is one token (generation, or a cached prompt) */
     for (int32_t r = 0; r < n_req; r++) {
         sh->fill[r] = 0;
         n_tok += reqs[r]->req_n;
+        single = single && reqs[r]->req_n == 1;
     }
-    if (!sh->can_fill || n_req < 2) return 0;
+    /* With a longer request (a prompt) llama.cpp decodes the rest of it in ubatches of
+     * its own after the first, one per side of a filled hole: {0}x30 {2}x30 would become
+     * {0,1,2}x1 {0}x29 {2}x29, a pass more. */
+    if (!sh->can_fill || n_req < 2 || !single) return 0;
     struct llama_memory_i *mem = llama_get_memory(sh->lctx);
     int64_t left = req_span(reqs, 0); /* the run of busy sequences left of the hole */
     for (int32_t r = 1; r < n_req; r++) {
