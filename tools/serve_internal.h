@@ -239,9 +239,6 @@ char *openai_usage_chunk_json(server *srv, const request *r);
  * or NULL). */
 char *openai_stream_error_json(const char *type, const char *msg);
 
-/* llama-server's POST /tokenize ({"content", "add_special", "parse_special",
- * "with_pieces"} -> {"tokens": [...]}) and POST /detokenize ({"tokens": [...]} ->
- * {"content"}): the answer (owned by the caller), or NULL with *e filled. */
 /* The most alternatives a request's logprobs may ask for per token (OpenAI's 20). */
 #define SERVE_TOP_LOGPROBS_MAX 20
 
@@ -252,6 +249,10 @@ cJSON *json_text(const char *s, size_t n);
 /* Append s[0..n) as a quoted, escaped JSON string (the same text json_text gives) to a
  * buffer grown by sbuf_append. Non-zero: out of memory. */
 int json_text_quoted(char **out, size_t *len, size_t *cap, const char *s, size_t n);
+
+/* llama-server's POST /tokenize ({"content", "add_special", "parse_special",
+ * "with_pieces"} -> {"tokens": [...]}) and POST /detokenize ({"tokens": [...]} ->
+ * {"content"}): the answer (owned by the caller), or NULL with *e filled. */
 cJSON *openai_tokenize(server *srv, const cJSON *b, verr *e);
 cJSON *openai_detokenize(server *srv, const cJSON *b, verr *e);
 

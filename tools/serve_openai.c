@@ -6,6 +6,7 @@
  * change the output and is not implemented is refused, never ignored.
  */
 #include "serve_internal.h"
+#include "trace.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -14,14 +15,12 @@
 
 /* ==== JSON fields ============================================================= */
 
-static size_t utf8_seq(const unsigned char *s, size_t n);
-
 /* Each byte of C string s that does not start valid UTF-8 becomes '?': a message quotes a
  * client's text cut to a few bytes ("%.60s"), which may split a character. */
 static void utf8_scrub(char *s) {
     size_t n = strlen(s);
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t k = trace_utf8_seq((const unsigned char *)s + i, n - i);
         if (!k) s[i] = '?', k = 1;
         i += k;
     }
@@ -899,29 +898,9 @@ char *openai_stream_error_json(const char *type, const char *msg) {
 
 /* ==== llama-server's /tokenize and /detokenize ================================== */
 
-/* The length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
 static bool utf8_valid(const char *s, size_t n) {
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t k = trace_utf8_seq((const unsigned char *)s + i, n - i);
         if (!k) return false;
         i += k;
     }
@@ -937,7 +916,7 @@ static int json_text_append(char **out, size_t *len, size_t *cap, const char *s,
     if (quoted && sbuf_append(out, len, cap, "\"", 1) != 0) return -1;
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char)s[i];
-        size_t k = utf8_seq((const unsigned char *)s + i, n - i);
+        size_t k = trace_utf8_seq((const unsigned char *)s + i, n - i);
         int rc;
         if (!k) {
             rc = sbuf_append(out, len, cap, "\xEF\xBF\xBD", 3);

@@ -61,8 +61,7 @@ static void put_num(trace_buf *b, double v) {
 
 /* ==== JSON strings ======================================================= */
 
-/* Length of the valid UTF-8 sequence at s[0..n), 0 if the bytes there are not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
+size_t trace_utf8_seq(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
                                                              : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
@@ -83,7 +82,7 @@ static bool put_utf8(trace_buf *b, const char *s, size_t n, bool json) {
     for (size_t i = 0; i < n;) {
         unsigned char c = u[i];
         if (c >= 0x80) {
-            size_t k = utf8_seq(u + i, n - i);
+            size_t k = trace_utf8_seq(u + i, n - i);
             if (k == 0) {
                 valid = false;
                 puts_(b, "\xef\xbf\xbd");
@@ -120,7 +119,6 @@ bool trace_json_string(trace_buf *b, const char *s, size_t n) {
     return valid;
 }
 
-bool trace_utf8(trace_buf *b, const char *s, size_t n) { return put_utf8(b, s, n, false); }
 
 /* ,"text":"..." for token id, and ,"hex":"..." when its bytes are not valid UTF-8. */
 static void put_token_text(trace_buf *b, bt_provider *p, bt_token id) {

@@ -34,9 +34,9 @@ bool trace_event_json(const bt_event *ev, bt_provider *p, const trace_info *info
  * bytes that are not valid UTF-8. Returns true if the bytes were valid UTF-8. */
 bool trace_json_string(trace_buf *b, const char *s, size_t n);
 
-/* Append s[0..n) to b as text, U+FFFD in place of bytes that are not valid UTF-8 (no
- * quotes, no escapes). Returns true if the bytes were valid UTF-8. */
-bool trace_utf8(trace_buf *b, const char *s, size_t n);
+/* The length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when the bytes there are
+ * not one (overlong, a surrogate, above U+10FFFF, cut short). n > 0. */
+size_t trace_utf8_seq(const unsigned char *s, size_t n);
 
 /* ---- the --trace file ---- */
 
