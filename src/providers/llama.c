@@ -490,10 +490,10 @@ static void drop_threadpool_after_fork(llama_shared *sh) {
  * With a cache per sequence (kv_unified off), llama.cpp splits a batch into ubatches of
  * sequences with consecutive ids (llama_batch_allocr::split_equal, sequential): the
  * sequences {0,1,2,4,5,6,7} decode as two ubatches, {0,4,7} as three, and each ubatch
- * reads all the weights again. Measured on bench-100m-q8 with 2 threads: 7 tokens with a
- * hole cost 25% more than 8 without one; {0,4,7} as much as 8. That happens whenever
- * the busy slots are not side by side: a request ends in a middle slot, or a server is
- * half busy.
+ * reads all the weights again. On bench-100m-q8 with 2 threads (bench/bench_holes), 7
+ * tokens with a hole cost 31% more than 8 without one; {0,4,7} more than 8. That happens
+ * whenever the busy slots are not side by side: a request ends in a middle slot, or a
+ * server is half busy.
  *
  * So a step closes a hole of up to FILL_GAP_MAX idle sequences between two busy ones
  * with one throwaway token each, decoded after the sequence's last cached position and
@@ -523,16 +523,16 @@ static int64_t req_span(llama_seq **reqs, int32_t r) {
  * spans more (a finished 1,500-token conversation kept for reuse, between two short
  * generations, would make every step of theirs attend over 1,536 cells instead of 256). */
 static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
-    int32_t n_tok = 0, n_fill = 0;
+    int32_t n_fill = 0;
     bool single = true; /* every request is one token (generation, or a cached prompt) */
     for (int32_t r = 0; r < n_req; r++) {
         sh->fill[r] = 0;
-        n_tok += reqs[r]->req_n;
         single = single && reqs[r]->req_n == 1;
     }
     /* With a longer request (a prompt) llama.cpp decodes the rest of it in ubatches of
      * its own after the first, one per side of a filled hole: {0}x30 {2}x30 would become
-     * {0,1,2}x1 {0}x29 {2}x29, a pass more. */
+     * {0,1,2}x1 {0}x29 {2}x29, a pass more. With one token each, requests and fillers are
+     * at most one token per sequence: n_seq <= n_batch, one chunk (shared_new). */
     if (!sh->can_fill || n_req < 2 || !single) return 0;
     struct llama_memory_i *mem = llama_get_memory(sh->lctx);
     int64_t left = req_span(reqs, 0); /* the run of busy sequences left of the hole */
@@ -546,8 +546,7 @@ static int32_t plan_fill(llama_shared *sh, llama_seq **reqs, int32_t n_req) {
         int64_t right = here; /* the run right of the hole */
         for (int32_t j = r + 1; j < n_req && reqs[j]->id == reqs[j - 1]->id + 1; j++)
             if (req_span(reqs, j) > right) right = req_span(reqs, j);
-        bool ok = to - from <= FILL_GAP_MAX && left == right &&
-                  n_tok + n_fill + (to - from) <= sh->n_batch;
+        bool ok = to - from <= FILL_GAP_MAX && left == right;
         for (int32_t id = from; id < to && ok; id++) {
             llama_seq *q = sh->seqs[id];
             llama_pos next = llama_memory_seq_pos_max(mem, id) + 1;
