@@ -208,8 +208,36 @@ static void test_pool_chunks_and_threads(void) {
     pool_matches_isolation_with(0, 512, 2);
 }
 
-/* ---- Holes between busy members ----
- * llama.cpp decodes members with non-consecutive ids in separate passes over the weights;
+/* ---- Holes between busy members ---- */
+
+/* Run jobs a and b at once, each on a thread of its own. */
+static void run_two(job *a, job *b) {
+    pthread_t th[2];
+    pthread_create(&th[0], NULL, run_job, a);
+    pthread_create(&th[1], NULL, run_job, b);
+    pthread_join(th[0], NULL);
+    pthread_join(th[1], NULL);
+}
+
+/* A pool of N members of n_ctx positions each on the test model (NULL: CHECK failed). */
+static bt_llama_pool *pool_of(int32_t n_ctx) {
+    bt_llama_params lp = bt_llama_default_params();
+    lp.model_path = MODEL;
+    lp.n_ctx = n_ctx;
+    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
+    CHECK(pool != NULL);
+    return pool;
+}
+
+/* A long prompt: the same sentence `reps` times, in buf (cap bytes). */
+static const char *long_prompt(char *buf, size_t cap, int reps) {
+    buf[0] = '\0';
+    for (int i = 0; i < reps && strlen(buf) + 40 < cap; i++)
+        strcat(buf, "Once upon a time there was a cat. ");
+    return buf;
+}
+
+/* llama.cpp decodes members with non-consecutive ids in separate passes over the weights;
  * the batcher closes such a hole with a throwaway token on each idle member in it, and
  * removes it after the decode. Members 0 and 3 generate at once while member 1 holds a
  * finished generation's cache and member 2 has never been used: both get fillers. Then
@@ -247,15 +275,10 @@ static void test_pool_fills_holes(void) {
     pooled[1] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = prompts[1], .seed = 201};
     run_job(&pooled[1]);
     CHECK_EQ_INT(bt__llama_pool_filled(pool, NULL), 0); /* one member alone: no hole */
-    pthread_t th[2];
-    int busy[2] = {0, 3};
-    for (int k = 0; k < 2; k++) {
-        int i = busy[k];
+    for (int i = 0; i < 4; i += 3)
         pooled[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = prompts[i],
                           .seed = 200 + (uint64_t)i, .rewind = i == 3};
-        pthread_create(&th[k], NULL, run_job, &pooled[i]);
-    }
-    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    run_two(&pooled[0], &pooled[3]);
     /* the steps that had both (how many depends on the threads' timing) */
     CHECK(bt__llama_pool_filled(pool, NULL) > 0);
     pooled[4] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = cont, .seed = 204};
@@ -278,28 +301,18 @@ static void test_pool_fills_holes(void) {
  * cells). Member 1 keeps a conversation of about 370 positions; members 0 and 3 generate
  * about 125 each around it. */
 static void test_pool_skips_long_idle(void) {
-    bt_llama_params lp = bt_llama_default_params();
-    lp.model_path = MODEL;
-    lp.n_ctx = 512;
-    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
-    CHECK(pool != NULL);
+    bt_llama_pool *pool = pool_of(512);
     if (!pool) return;
     static char longp[4096];
-    longp[0] = '\0';
-    for (int i = 0; i < 25; i++) strcat(longp, "Once upon a time there was a cat. ");
     static job j[4];
-    j[1] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = longp, .seed = 1};
+    j[1] = (job){.p = bt_llama_pool_provider(pool, 1), .prompt = long_prompt(longp, sizeof longp, 25),
+                 .seed = 1};
     run_job(&j[1]);
     CHECK_EQ_INT(j[1].rc, BT_OK);
     CHECK(j[1].st.n_prompt + j[1].st.n_released > 256); /* its cache spans 512 cells */
-    pthread_t th[2];
-    int busy[2] = {0, 3};
-    for (int k = 0; k < 2; k++) {
-        int i = busy[k];
+    for (int i = 0; i < 4; i += 3)
         j[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = PROMPTS[i], .seed = 2};
-        pthread_create(&th[k], NULL, run_job, &j[i]);
-    }
-    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    run_two(&j[0], &j[3]);
     CHECK_EQ_INT(j[0].rc, BT_OK);
     CHECK_EQ_INT(j[3].rc, BT_OK);
     int64_t skipped = 0;
@@ -313,24 +326,14 @@ static void test_pool_skips_long_idle(void) {
  * shorter run. Member 0 generates after a prompt of more than 256 tokens (512 cells),
  * member 2 after a short one (256); member 1, never used, lies between them. */
 static void test_pool_skips_unequal_runs(void) {
-    bt_llama_params lp = bt_llama_default_params();
-    lp.model_path = MODEL;
-    lp.n_ctx = 512;
-    bt_llama_pool *pool = bt_llama_pool_init(&lp, N);
-    CHECK(pool != NULL);
+    bt_llama_pool *pool = pool_of(512);
     if (!pool) return;
     static char longp[4096];
-    longp[0] = '\0';
-    for (int i = 0; i < 30; i++) strcat(longp, "Once upon a time there was a cat. ");
     static job j[3];
-    pthread_t th[2];
-    for (int k = 0; k < 2; k++) {
-        int i = 2 * k;
-        j[i] = (job){.p = bt_llama_pool_provider(pool, i), .prompt = i == 0 ? longp : PROMPTS[2],
-                     .seed = 3};
-        pthread_create(&th[k], NULL, run_job, &j[i]);
-    }
-    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    j[0] = (job){.p = bt_llama_pool_provider(pool, 0), .prompt = long_prompt(longp, sizeof longp, 30),
+                 .seed = 3};
+    j[2] = (job){.p = bt_llama_pool_provider(pool, 2), .prompt = PROMPTS[2], .seed = 3};
+    run_two(&j[0], &j[2]);
     CHECK_EQ_INT(j[0].rc, BT_OK);
     CHECK_EQ_INT(j[2].rc, BT_OK);
     CHECK(j[0].st.n_prompt > 256);
